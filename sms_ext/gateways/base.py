@@ -1,0 +1,113 @@
+"""The one interface every gateway driver implements.
+
+Drivers never see ORM objects: they get a plain config mapping (secrets already decrypted) and
+:class:`OutgoingSMS` values, and answer with :class:`SendResult`. That keeps them testable
+against the simulator alone and lets the pipeline decide about retries and fallback.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import requests
+
+
+@dataclass(frozen=True)
+class OutgoingSMS:
+    """One message as a driver sees it."""
+
+    reference: str
+    """Our message id, as text; drivers pass it where a provider accepts a client reference."""
+    to: str
+    """Recipient in E.164 with the leading ``+``."""
+    body: str
+
+    @property
+    def phone_digits(self) -> str:
+        """The recipient without the ``+``: what many providers expect."""
+        return self.to.lstrip("+")
+
+
+@dataclass
+class SendResult:
+    """What happened when one message was handed to one gateway."""
+
+    ok: bool
+    provider_id: str | None = None
+    http_status: int | None = None
+    response_excerpt: str = ""
+    error: str = ""
+    retryable: bool = False
+    """True when trying again later may succeed (timeouts, 5xx, 429, connection errors)."""
+    retry_after: float | None = None
+    """Seconds the provider asked us to wait (``Retry-After``), when it said."""
+    request_summary: str = ""
+    """Method, URL, headers and body of the request with every secret masked."""
+    duration_ms: int = 0
+
+
+@dataclass
+class PreparedCall:
+    """A request a driver would send, kept apart from sending so the admin can preview it."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    auth: tuple[str, str] | None = None
+
+
+class GatewayConfigError(ValueError):
+    """A gateway configuration was refused; ``errors`` maps a form field to its message."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
+
+
+class Driver(ABC):
+    """Base class of gateway drivers; one module per gateway type.
+
+    :param config: the gateway's settings merged with its decrypted secrets, as produced by
+        :meth:`validate`.
+    :param session: a kept-alive HTTP session shared by every send of one worker batch.
+    """
+
+    kind: ClassVar[str]
+    """The gateway type stored in ``Gateway.type``."""
+    fields: ClassVar[tuple[str, ...]]
+    """Config fields this type uses (the admin form's names)."""
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields stored encrypted and shown masked."""
+    max_batch: ClassVar[int] = 1
+    """How many messages one provider request can carry (bulk endpoints)."""
+
+    def __init__(self, config: Mapping[str, Any], session: requests.Session) -> None:
+        self.config = config
+        self.session = session
+
+    @classmethod
+    @abstractmethod
+    def validate(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Check and normalise a config; raise :class:`GatewayConfigError` listing every problem."""
+
+    @abstractmethod
+    def send(self, sms: OutgoingSMS) -> SendResult:
+        """Hand one message to the provider. Never raises for provider or network trouble."""
+
+    def send_many(self, batch: Sequence[OutgoingSMS]) -> list[SendResult]:
+        """Hand several messages over; drivers with a bulk endpoint override this."""
+        return [self.send(sms) for sms in batch]
+
+    def check_balance(self) -> Decimal | None:
+        """The account balance when the provider tells it, else ``None``."""
+        return None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Secret values of this config, to mask wherever they could appear."""
+        return [str(self.config[name]) for name in self.secret_fields if self.config.get(name)]
