@@ -52,4 +52,3 @@ def redact_headers(headers: dict[str, str], secrets: Iterable[str]) -> dict[str,
         else:
             shown[name] = redact(value, secrets)
     return shown
-

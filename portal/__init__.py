@@ -1,0 +1,55 @@
+"""The demo captive portal: a small host app that shows how an integrator uses sms_ext."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from flask import Flask
+
+from .extensions import db, migrate, sms
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def _ensure_secret_key(app: Flask) -> None:
+    """Give a fresh demo install its own random key, kept in ``instance/config.py``.
+
+    Gateway secrets are encrypted with it, so it must survive restarts.
+    """
+    path = os.path.join(app.instance_path, "config.py")
+    os.makedirs(app.instance_path, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    with open(path, "a", encoding="utf-8") as config_file:
+        config_file.write(f"SECRET_KEY = {key!r}\n")
+    app.config["SECRET_KEY"] = key
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the portal app; ``test_config`` replaces the instance config and environment."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        SECRET_KEY=None,
+        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "portal.db"),
+        SQLALCHEMY_ENGINE_OPTIONS={},
+    )
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env()
+        if not app.config["SECRET_KEY"]:
+            _ensure_secret_key(app)
+    else:
+        app.config.update(test_config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Web and worker processes share the file: wait for the writer instead of failing.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {"timeout": 30})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    sms.init_app(app)
+
+    from . import views
+
+    app.register_blueprint(views.bp)
+    return app

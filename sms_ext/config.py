@@ -1,0 +1,135 @@
+"""The ``SMS_*`` configuration keys: defaults and start-up validation.
+
+Every key is listed once here (the README's table mirrors :data:`DEFAULTS`). Bad values fail in
+``init_app`` with a sentence that says what to fix, not at the first message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+REDIS_URL = "SMS_REDIS_URL"
+QUEUE = "SMS_QUEUE"
+DAYS_TO_EXPIRE = "SMS_DAYS_TO_EXPIRE"
+SENDING_ENABLED = "SMS_SENDING_ENABLED"
+ENCRYPTION_KEY = "SMS_ENCRYPTION_KEY"
+DEFAULT_REGION = "SMS_DEFAULT_REGION"
+RETRY_BASE_SECONDS = "SMS_RETRY_BASE_SECONDS"
+RETRY_MAX_SECONDS = "SMS_RETRY_MAX_SECONDS"
+LEASE_SECONDS = "SMS_LEASE_SECONDS"
+SWEEP_INTERVAL = "SMS_SWEEP_INTERVAL"
+BATCH_SIZE = "SMS_BATCH_SIZE"
+
+DEFAULTS: dict[str, Any] = {
+    REDIS_URL: None,
+    QUEUE: "sms",
+    DAYS_TO_EXPIRE: 2,
+    SENDING_ENABLED: True,
+    ENCRYPTION_KEY: None,
+    DEFAULT_REGION: None,
+    RETRY_BASE_SECONDS: 30,
+    RETRY_MAX_SECONDS: 1800,
+    LEASE_SECONDS: 120,
+    SWEEP_INTERVAL: 30,
+    BATCH_SIZE: 200,
+}
+
+
+class ConfigError(RuntimeError):
+    """A ``SMS_*`` value is unusable; raised by ``init_app``."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one app, read once at ``init_app``."""
+
+    redis_url: str | None
+    queue: str
+    days_to_expire: float
+    sending_enabled: bool
+    encryption_key: str
+    default_region: str | None
+    retry_base_seconds: float
+    retry_max_seconds: float
+    lease_seconds: float
+    sweep_interval: float
+    batch_size: int
+
+
+def _number(config: Mapping[str, Any], key: str, low: float, high: float) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(str(value))
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {config[key]!r}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low:g} and {high:g}, got {value!r}.")
+    return value
+
+
+def _flag(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}.")
+
+
+def _text(config: Mapping[str, Any], key: str, check: Callable[[str], bool], need: str) -> str:
+    value = str(config[key] or "").strip()
+    if not check(value):
+        raise ConfigError(f"{key} {need}, got {config[key]!r}.")
+    return value
+
+
+def load(config: MutableMapping[str, Any]) -> Settings:
+    """Apply defaults to ``config`` and return the validated :class:`Settings`."""
+    for key, default in DEFAULTS.items():
+        config.setdefault(key, default)
+    key = config[ENCRYPTION_KEY] or config.get("SECRET_KEY")
+    if not key or len(str(key)) < 16:
+        raise ConfigError(
+            "Gateway secrets are encrypted at rest: set SMS_ENCRYPTION_KEY (or SECRET_KEY) to a "
+            "random string of at least 16 characters."
+        )
+    redis_url = config[REDIS_URL] or None
+    if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"{REDIS_URL} must start with redis://, rediss:// or unix://, got {redis_url!r}."
+        )
+    region = config[DEFAULT_REGION]
+    if region is not None:
+        region = _text(
+            config,
+            DEFAULT_REGION,
+            lambda v: len(v) == 2 and v.isalpha(),
+            "must be a two-letter region code such as 'ZA' or 'DE'",
+        ).upper()
+    settings = Settings(
+        redis_url=redis_url,
+        queue=_text(
+            config,
+            QUEUE,
+            lambda v: v.replace("-", "").replace("_", "").isalnum(),
+            "must be a queue name of letters, digits, - and _",
+        ),
+        days_to_expire=_number(config, DAYS_TO_EXPIRE, 0.01, 30),
+        sending_enabled=_flag(config, SENDING_ENABLED),
+        encryption_key=str(key),
+        default_region=region,
+        retry_base_seconds=_number(config, RETRY_BASE_SECONDS, 1, 3600),
+        retry_max_seconds=_number(config, RETRY_MAX_SECONDS, 1, 86400),
+        lease_seconds=_number(config, LEASE_SECONDS, 10, 3600),
+        sweep_interval=_number(config, SWEEP_INTERVAL, 1, 3600),
+        batch_size=int(_number(config, BATCH_SIZE, 1, 5000)),
+    )
+    if settings.retry_max_seconds < settings.retry_base_seconds:
+        raise ConfigError(f"{RETRY_MAX_SECONDS} must not be below {RETRY_BASE_SECONDS}.")
+    return settings

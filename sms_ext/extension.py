@@ -1,0 +1,206 @@
+"""The :class:`SMS` Flask extension object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from sqlalchemy import insert
+
+from . import config, outbox
+from .models import Gateway, Kind, Message, Status, utcnow
+from .phone import normalize_phone
+from .segments import analyze
+from .state import SMSState, get_state
+from .vault import Vault
+
+MAX_BODY = 1600
+"""Longest text we accept: the common provider limit (Twilio's) for one concatenated SMS."""
+
+
+class SMS:
+    """SMS sending (and, with ``protect``, OTP verification) for a Flask app.
+
+    ``SMS(app)`` or ``sms = SMS(); sms.init_app(app)``. The app must use Flask-SQLAlchemy:
+    messages are stored through its session, in the caller's transaction.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read and validate the ``SMS_*`` config, register state, models' CLI and jobs."""
+        settings = config.load(app.config)
+        db = app.extensions.get("sqlalchemy")
+        if db is None:
+            raise RuntimeError(
+                "sms_ext stores messages with Flask-SQLAlchemy: call 'db.init_app(app)' "
+                "before 'sms.init_app(app)'."
+            )
+        app.extensions["sms"] = SMSState(
+            extension=self,
+            settings=settings,
+            vault=Vault(settings.encryption_key),
+            db=db,
+            instance_path=app.instance_path,
+        )
+        from .cli import sms_cli
+
+        app.cli.add_command(sms_cli)
+
+    @staticmethod
+    def _expiry(state: SMSState, expires_at: datetime | None) -> datetime:
+        if expires_at is None:
+            return utcnow() + timedelta(days=state.settings.days_to_expire)
+        if expires_at.tzinfo is not None:
+            return expires_at.astimezone(UTC).replace(tzinfo=None)
+        return expires_at
+
+    @staticmethod
+    def _check(body: str, kind: str) -> None:
+        if kind not in Kind.ALL:
+            raise ValueError(f"Unknown message kind {kind!r}; use one of {', '.join(Kind.ALL)}.")
+        if not body or not body.strip():
+            raise ValueError("The message is empty.")
+        if len(body) > MAX_BODY:
+            raise ValueError(f"The message is longer than {MAX_BODY} characters.")
+
+    def _row(
+        self,
+        state: SMSState,
+        to: str,
+        body: str,
+        *,
+        kind: str,
+        location: str | None,
+        customer: str | None,
+        expires_at: datetime,
+        region: str | None,
+    ) -> dict:
+        self._check(body, kind)
+        info = analyze(body)
+        now = utcnow()
+        row = {
+            "kind": kind,
+            "to": normalize_phone(
+                to, default_region=region or state.settings.default_region, allow_fixed_line=True
+            ),
+            "body": body,
+            "encoding": info.encoding,
+            "segments": info.segments,
+            "status": Status.QUEUED,
+            "location": location,
+            "customer_ref": customer,
+            "created_at": now,
+            "next_attempt_at": now,
+            "expires_at": expires_at,
+            "attempts": 0,
+            "only_gateway": False,
+        }
+        if not state.settings.sending_enabled:
+            row.update(
+                status=Status.FAILED,
+                failed_at=now,
+                last_error="SMS sending is switched off (SMS_SENDING_ENABLED).",
+            )
+        return row
+
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        kind: str = Kind.PERSONAL,
+        location: str | None = None,
+        customer: str | None = None,
+        expires_at: datetime | None = None,
+        region: str | None = None,
+        gateway: Gateway | None = None,
+        commit: bool = True,
+    ) -> Message:
+        """Queue one SMS and return its :class:`Message` row.
+
+        :param to: the recipient, in any format phonenumbers understands with ``region`` (or
+            ``SMS_DEFAULT_REGION``) as the default country; raises
+            :class:`~sms_ext.phone.PhoneNumberError` when it is not a valid number.
+        :param kind: one of :class:`~sms_ext.models.Kind`.
+        :param location: the host's location key; picks the gateways that serve it.
+        :param customer: a free reference to the host's guest/customer record.
+        :param expires_at: give up after this time (default: ``SMS_DAYS_TO_EXPIRE`` days).
+        :param gateway: send through this gateway only (test sends), even if disabled.
+        :param commit: commit now (default). With ``False`` the row joins the caller's
+            transaction and its job is enqueued when the caller commits.
+        """
+        state = get_state()
+        row = self._row(
+            state,
+            to,
+            body,
+            kind=kind,
+            location=location,
+            customer=customer,
+            expires_at=self._expiry(state, expires_at),
+            region=region,
+        )
+        message = Message(**row)
+        if gateway is not None:
+            message.gateway_id = gateway.id
+            message.only_gateway = True
+        session = state.session
+        if message.status == Status.QUEUED:
+            message.job_id = outbox.new_job_id()
+        session.add(message)
+        session.flush()
+        if message.status == Status.QUEUED:
+            outbox.enqueue_after_commit(session, state.queue, message.job_id, [message.id])
+        if commit:
+            session.commit()
+        return message
+
+    def send_bulk(
+        self,
+        recipients: Iterable[tuple[str, str]],
+        *,
+        kind: str = Kind.CAMPAIGN,
+        location: str | None = None,
+        expires_at: datetime | None = None,
+        region: str | None = None,
+    ) -> list[int]:
+        """Queue many messages (``(to, body)`` pairs) with bulk inserts and batched jobs.
+
+        Each job carries ``SMS_BATCH_SIZE`` ids, so a worker sends a whole batch over one
+        kept-alive connection (and a provider's bulk endpoint) and settles it in bulk. The call
+        commits; numbers that are not valid raise before anything is written.
+        """
+        state = get_state()
+        expiry = self._expiry(state, expires_at)
+        rows = [
+            self._row(
+                state,
+                to,
+                body,
+                kind=kind,
+                location=location,
+                customer=None,
+                expires_at=expiry,
+                region=region,
+            )
+            for to, body in recipients
+        ]
+        session = state.session
+        size = state.settings.batch_size
+        ids: list[int] = []
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            job_id = outbox.new_job_id()
+            for row in chunk:
+                row["job_id"] = job_id if row["status"] == Status.QUEUED else None
+            chunk_ids = list(session.scalars(insert(Message).returning(Message.id), chunk))
+            ids.extend(chunk_ids)
+            queued = [i for i, row in zip(chunk_ids, chunk, strict=True) if row["job_id"]]
+            if queued:
+                outbox.enqueue_after_commit(session, state.queue, job_id, queued)
+        session.commit()
+        return ids

@@ -1,0 +1,222 @@
+"""Turn what a guest types into an E.164 number we are willing to text, or say why not.
+
+Every OTP we send costs money and SMS pumping fraud targets exactly this kind of form, so the
+policy is strict: the number must be valid (not merely the right length), a mobile unless the
+operator allows landlines, never a premium-rate, shared-cost, UAN or personal number, and
+optionally from an allowed set of regions. Errors carry a machine ``code`` and a sentence a
+guest understands.
+
+Only the core ``phonenumbers`` module is imported: ``phonenumbers.geocoder`` would add about
+100 MB to every worker, so country names come from a small table and fall back to ISO codes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+from typing import Literal
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
+
+PhoneErrorCode = Literal[
+    "empty",
+    "letters",
+    "too_short",
+    "too_long",
+    "invalid_country_code",
+    "invalid",
+    "not_mobile",
+    "region_not_allowed",
+    "unparseable",
+]
+
+MAX_INPUT_LENGTH = 32
+"""Longer input is rejected before any parsing: no real number with separators needs more."""
+
+# Separators people type or paste: whitespace (including no-break spaces), dots, dashes (ASCII
+# and Unicode), parentheses and slashes ("0151/2345678" is common in Germany).
+_SEPARATORS = re.compile(r"[\s.\-\u2010-\u2015\u2212()/]+")
+_DIGITS_ONLY = re.compile(r"\+?[0-9]+")
+
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# Revenue-sharing ranges are what SMS pumping fraud sends to: never text them. Personal numbers
+# (UK 070) forward anywhere at a premium and are a known fraud vehicle too.
+_NEVER_TYPES = frozenset(
+    {
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.UAN,
+        PhoneNumberType.PERSONAL_NUMBER,
+    }
+)
+
+_COUNTRY_NAMES = {
+    "001": "international networks",
+    "AT": "Austria",
+    "AU": "Australia",
+    "BE": "Belgium",
+    "CA": "Canada",
+    "CH": "Switzerland",
+    "DE": "Germany",
+    "DK": "Denmark",
+    "ES": "Spain",
+    "FR": "France",
+    "GB": "the United Kingdom",
+    "GG": "Guernsey",
+    "IE": "Ireland",
+    "IM": "the Isle of Man",
+    "IT": "Italy",
+    "JE": "Jersey",
+    "LU": "Luxembourg",
+    "NL": "the Netherlands",
+    "NO": "Norway",
+    "PL": "Poland",
+    "PT": "Portugal",
+    "SE": "Sweden",
+    "US": "the United States",
+}
+
+
+class PhoneNumberError(ValueError):
+    """A number we will not text; ``str(exc)`` is meant for the guest, ``code`` for the code."""
+
+    def __init__(self, code: PhoneErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: PhoneErrorCode = code
+
+
+def _country(region: str | None) -> str | None:
+    """A name for messages: English for common regions, else the ISO code, None if unknown."""
+    if region is None or region == phonenumbers.UNKNOWN_REGION:
+        return None
+    return _COUNTRY_NAMES.get(region, region)
+
+
+def _for(region: str | None) -> str:
+    """The tail of a message: " for Germany." or just "." when the region is unknown."""
+    name = _country(region)
+    return f" for {name}." if name else "."
+
+
+def _compact(raw: str) -> str:
+    """Drop separators, turn any Unicode decimal digit into ASCII and a leading 00 into +."""
+    text = _SEPARATORS.sub("", raw)
+    text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+    return "+" + text[2:] if text.startswith("00") else text
+
+
+def _parse(compact: str, default_region: str | None) -> phonenumbers.PhoneNumber:
+    """Parse, translating phonenumbers' exceptions into guest-facing errors.
+
+    ``compact`` is already digits with an optional leading +, so NOT_A_NUMBER can only mean
+    too few digits.
+    """
+    try:
+        return phonenumbers.parse(compact, default_region)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.TOO_LONG:
+            raise PhoneNumberError("too_long", "This number is too long.") from exc
+        if exc.error_type != NumberParseException.INVALID_COUNTRY_CODE:
+            raise PhoneNumberError("too_short", "This number is too short.") from exc
+        if compact.startswith("+"):
+            raise PhoneNumberError(
+                "invalid_country_code", "This country code does not exist."
+            ) from exc
+        raise _missing_country_code() from exc
+
+
+def _missing_country_code() -> PhoneNumberError:
+    return PhoneNumberError(
+        "invalid_country_code",
+        "Please include your country code, starting with + (for example +49 or +1).",
+    )
+
+
+def _check_valid(number: phonenumbers.PhoneNumber) -> None:
+    """Length problems get specific messages first: ``is_valid_number`` alone only says no."""
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    region = phonenumbers.region_code_for_country_code(number.country_code)
+    if reason in (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+        raise PhoneNumberError("too_short", "This number is too short" + _for(region))
+    if reason == ValidationResult.TOO_LONG:
+        raise PhoneNumberError("too_long", "This number is too long" + _for(region))
+    if reason == ValidationResult.INVALID_LENGTH:
+        raise PhoneNumberError(
+            "invalid", "This number has the wrong number of digits" + _for(region)
+        )
+    if not phonenumbers.is_valid_number(number):
+        raise PhoneNumberError("invalid", "This is not a valid phone number" + _for(region))
+
+
+def _check_type(number: phonenumbers.PhoneNumber, allow_fixed_line: bool) -> None:
+    """Mobiles always pass; revenue-sharing ranges never; anything else only if allowed."""
+    number_type = phonenumbers.number_type(number)
+    if number_type in _MOBILE_TYPES:
+        return
+    if number_type in _NEVER_TYPES:
+        raise PhoneNumberError(
+            "not_mobile", "This number cannot receive text messages. Please use a mobile number."
+        )
+    if not allow_fixed_line:
+        raise PhoneNumberError(
+            "not_mobile", "This does not look like a mobile number. Please use a mobile number."
+        )
+
+
+def normalize_phone(
+    raw: str,
+    *,
+    default_region: str | None = None,
+    allowed_regions: Collection[str] = (),
+    allow_fixed_line: bool = False,
+) -> str:
+    """Validate ``raw`` and return it in E.164 (``+4915123456789``) or raise PhoneNumberError.
+
+    ``default_region`` (ISO code) lets guests type national numbers (``01512 3456789``);
+    without it a leading ``+`` or ``00`` is required. ``allowed_regions`` (ISO codes, any case),
+    when non-empty, limits the region the number belongs to: Jersey mobiles (+44 7797) are
+    region JE, not GB. ``allow_fixed_line`` also accepts landlines, VoIP, toll-free and other
+    non-mobile types for gateways that can text them; premium-rate, shared-cost, UAN and
+    personal numbers are always refused.
+    """
+    text = raw.strip()
+    if not text:
+        raise PhoneNumberError("empty", "Please enter your phone number.")
+    if len(text) > MAX_INPUT_LENGTH:
+        raise PhoneNumberError("too_long", "This number is too long.")
+    # phonenumbers would read letters as keypad digits ("abc" -> "222"): refuse them first.
+    if any(ch.isalpha() for ch in text):
+        raise PhoneNumberError("letters", "A phone number can only contain digits.")
+    compact = _compact(text)
+    if not _DIGITS_ONLY.fullmatch(compact):
+        raise PhoneNumberError("unparseable", "This does not look like a phone number.")
+    region_hint = default_region.upper() if default_region else None
+    if not compact.startswith("+") and region_hint is None:
+        raise _missing_country_code()
+
+    number = _parse(compact, region_hint)
+    _check_valid(number)
+    region = phonenumbers.region_code_for_number(number)
+    allowed = {code.upper() for code in allowed_regions}
+    if allowed and region not in allowed:
+        name = _country(region) or "this country"
+        raise PhoneNumberError("region_not_allowed", f"Numbers from {name} are not accepted here.")
+    _check_type(number, allow_fixed_line)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def region_of(e164: str) -> str | None:
+    """ISO region of a valid number (``"DE"``), ``"001"`` for global services, else None.
+
+    For numbers already stored by :func:`normalize_phone`: used for per-country rate limits,
+    pricing and reports without importing the geocoder.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.region_code_for_number(number)

@@ -1,0 +1,80 @@
+"""The RQ worker of the extension: app built once, an app context around every job.
+
+A ``SimpleWorker`` (no fork per job) keeps the per-job cost at a few milliseconds, which is
+what an OTP needs; scale out by running more worker processes. The worker also runs the
+sweeper every ``SMS_SWEEP_INTERVAL`` seconds; a Redis lock lets only one worker of a fleet
+sweep per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from . import sweeper
+from .state import SMSState, connect_redis
+
+log = logging.getLogger("sms_ext")
+
+SWEEP_LOCK = "sms_ext:sweep-lock"
+
+
+class AppWorker(SimpleWorker):
+    """Runs each job inside ``app.app_context()`` so jobs reach the database and settings."""
+
+    def __init__(self, *args, app: Flask, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        with self.app.app_context():
+            super().execute_job(job, queue)
+
+
+class SweeperThread(threading.Thread):
+    """Calls the sweeper periodically until stopped; errors are logged, never fatal."""
+
+    def __init__(self, app: Flask, interval: float) -> None:
+        super().__init__(name="sms-sweeper", daemon=True)
+        self.app = app
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        with self.app.app_context():
+            state: SMSState = self.app.extensions["sms"]
+            try:
+                if state.redis.set(SWEEP_LOCK, "1", nx=True, ex=max(1, int(self.interval))):
+                    outcome = sweeper.sweep(state)
+                    if outcome["recovered"] or outcome["enqueued"]:
+                        log.info("sweeper: %s", outcome)
+            except RedisError as exc:
+                log.warning("sweeper: Redis unreachable (%s); will try again", exc)
+            except Exception:
+                log.exception("sweeper failed; will try again")
+                state.session.rollback()
+
+
+def run_worker(app: Flask, *, burst: bool = False, with_scheduler: bool = True) -> bool:
+    """Work the SMS queue until stopped (or, with ``burst``, until it is empty)."""
+    state: SMSState = app.extensions["sms"]
+    connection = connect_redis(state.settings.redis_url, state.instance_path, for_worker=True)
+    queue = Queue(state.settings.queue, connection=connection)
+    worker = AppWorker([queue], connection=connection, app=app)
+    sweeper_thread = SweeperThread(app, state.settings.sweep_interval)
+    sweeper_thread.sweep_once()
+    if not burst:
+        sweeper_thread.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    finally:
+        sweeper_thread.stopped.set()

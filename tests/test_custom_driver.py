@@ -1,0 +1,178 @@
+"""The custom HTTP gateway against the simulator: every hard character arrives as written."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from sms_ext.gateways import GatewayConfigError, OutgoingSMS
+from sms_ext.gateways.custom import CustomDriver
+from tests.simulator import GatewaySimulator
+
+HARD = "Say \"hi\" \\ back\nline2 & a=b + c # 100% 😀 Привет 你好 'q' <tag> ?x=1"
+SMS_OUT = OutgoingSMS(reference="42", to="+27831234567", body=HARD)
+
+
+def driver(sim: GatewaySimulator, **config: object) -> CustomDriver:
+    base = {"url": f"{sim.url}/custom/send", "method": "POST", "content_type": "json"}
+    return CustomDriver(CustomDriver.validate({**base, **config}), requests.Session())
+
+
+def only_request(sim: GatewaySimulator):
+    (recorded,) = sim.requests_for("custom")
+    return recorded
+
+
+def test_json_payload_carries_every_character(simulator: GatewaySimulator) -> None:
+    template = '{"to": "{phone}", "text": "{message}", "meta": {"ref": "{reference}", "n": 1}}'
+    result = driver(simulator, payload=template).send(SMS_OUT)
+    assert result.ok, result.error
+    recorded = only_request(simulator)
+    assert recorded.json == {"to": "+27831234567", "text": HARD, "meta": {"ref": "42", "n": 1}}
+    assert recorded.headers["content-type"].startswith("application/json")
+
+
+def test_form_payload_carries_every_character(simulator: GatewaySimulator) -> None:
+    sender = driver(
+        simulator, content_type="form", payload="to={phone_digits}&text={message}&from=+Venue"
+    )
+    assert sender.send(SMS_OUT).ok
+    recorded = only_request(simulator)
+    assert recorded.form == {"to": ["27831234567"], "text": [HARD], "from": ["+Venue"]}
+    assert recorded.headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_form_template_one_pair_per_line(simulator: GatewaySimulator) -> None:
+    sender = driver(simulator, content_type="form", payload="to={phone}\ntext={message}\n")
+    assert sender.send(SMS_OUT).ok
+    assert only_request(simulator).form == {"to": ["+27831234567"], "text": [HARD]}
+
+
+def test_get_query_carries_every_character(simulator: GatewaySimulator) -> None:
+    sender = driver(
+        simulator, method="GET", content_type="form", payload="to={phone}&content={message}"
+    )
+    assert sender.send(SMS_OUT).ok
+    recorded = only_request(simulator)
+    assert recorded.method == "GET"
+    assert recorded.query == {"to": ["+27831234567"], "content": [HARD]}
+    assert recorded.body == b""
+
+
+def test_url_placeholders_are_percent_encoded(simulator: GatewaySimulator) -> None:
+    url = f"{simulator.url}/custom/{{phone_digits}}/send?to={{phone}}&text={{message}}&k=v"
+    assert driver(simulator, url=url, payload="").send(SMS_OUT).ok
+    recorded = only_request(simulator)
+    assert recorded.path == "/custom/27831234567/send"
+    assert recorded.query == {"to": ["+27831234567"], "text": [HARD], "k": ["v"]}
+
+
+def test_success_text_and_provider_id(simulator: GatewaySimulator) -> None:
+    simulator.set_custom_response(200, '{"messages":[{"apiMessageId":"id1002","accepted":true}]}')
+    ok = driver(simulator, payload='{"t":"{message}"}', success_response='"accepted":true')
+    result = ok.send(SMS_OUT)
+    assert (result.ok, result.provider_id, result.http_status) == (True, "id1002", 200)
+
+    simulator.set_custom_response(200, '{"messages":[],"error":"bad number"}')
+    result = ok.send(SMS_OUT)
+    assert not result.ok
+    assert "success text" in result.error
+    assert "bad number" in result.response_excerpt
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "retryable"),
+    [("500", 500, True), ("503", 503, True), ("429", 429, True), ("garbage", 200, True)],
+)
+def test_faults(simulator: GatewaySimulator, kind: str, status: int, retryable: bool) -> None:
+    simulator.fail_next("custom", kind, retry_after=7 if kind == "429" else None)
+    sender = driver(simulator, payload='{"t":"{message}"}', success_response='"status":"ok"')
+    result = sender.send(SMS_OUT)
+    assert not result.ok
+    assert result.http_status == status
+    # Garbage under a 200 is "not confirmed": worth another try later, like a 5xx.
+    assert result.retryable is retryable
+    if kind == "429":
+        assert result.retry_after == 7
+
+
+def test_timeout_is_retryable(simulator: GatewaySimulator) -> None:
+    simulator.timeout_seconds = 1.0
+    simulator.fail_next("custom", "timeout")
+    result = driver(simulator, payload='{"t":"{message}"}', timeout=0.3).send(SMS_OUT)
+    assert (result.ok, result.retryable, result.http_status) == (False, True, None)
+    assert "0.3 s" in result.error
+
+
+def test_secrets_in_headers_and_url_are_masked(simulator: GatewaySimulator) -> None:
+    secret = "sk_live_abcdefghijklmnop"
+    sender = driver(
+        simulator,
+        url=f"{simulator.url}/custom/send?apiKey={{api_key}}",
+        payload='{"t":"{message}","s":"{api_secret}"}',
+        api_key=secret,
+        api_secret="another-secret-value",
+        headers=[
+            {"name": "X-Auth", "value": "Bearer {api_key}"},
+            {"name": "X-Venue", "value": "7"},
+        ],
+    )
+    result = sender.send(SMS_OUT)
+    assert result.ok
+    recorded = only_request(simulator)
+    assert recorded.headers["x-auth"] == f"Bearer {secret}"
+    assert recorded.query == {"apiKey": [secret]}
+    assert recorded.json["s"] == "another-secret-value"
+    for text in (result.request_summary, result.response_excerpt, result.error):
+        assert secret not in text
+        assert "another-secret-value" not in text
+    assert "X-Venue: 7" in result.request_summary
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "message"),
+    [
+        ({"method": "GET", "content_type": "json"}, "content_type", "needs the POST method"),
+        ({"payload": '{"to": {phone}}'}, "payload", "Placeholders go inside JSON strings"),
+        ({"payload": '{"to": "{phone}",}'}, "payload", "not valid JSON"),
+        ({"payload": '{"to": "{telephone}"}'}, "payload", "Unknown placeholder {telephone}"),
+        ({"content_type": "form", "payload": "to={phone}&oops"}, "payload", "name=value"),
+        ({"url": "ftp://example.com/x"}, "url", "http:// or https://"),
+        ({"url": ""}, "url", "URL is required"),
+        ({"url": "https://x.example/{nope}"}, "url", "Unknown placeholder {nope}"),
+        ({"method": "PUT"}, "method", "GET or POST"),
+        ({"timeout": "soon"}, "timeout", "number of seconds"),
+        ({"timeout": 600}, "timeout", "between"),
+        ({"headers": [{"name": "X-A", "value": "1\r\nX-B: 2"}]}, "headers", "line breaks"),
+        ({"headers": [{"name": "Bad Name", "value": "1"}]}, "headers", "not a valid header name"),
+        ({"headers": [{"name": "X-A", "value": "{who}"}]}, "headers", "unknown placeholder"),
+        ({"content_type": "xml"}, "content_type", "form (x-www-form-urlencoded) or JSON"),
+    ],
+)
+def test_bad_configs_are_refused(config: dict, field: str, message: str) -> None:
+    base = {"url": "https://sms.example.com/send", "method": "POST", "content_type": "json"}
+    with pytest.raises(GatewayConfigError) as caught:
+        CustomDriver.validate({**base, **config})
+    assert field in caught.value.errors
+    assert message in caught.value.errors[field]
+
+
+def test_validate_normalises() -> None:
+    config = CustomDriver.validate(
+        {
+            "url": " https://sms.example.com/send ",
+            "method": "post",
+            "content_type": "application/json",
+            "payload": ' {"t": "{message}"} ',
+            "verify_ssl": "off",
+            "timeout": "5",
+        }
+    )
+    assert config["url"] == "https://sms.example.com/send"
+    assert (config["method"], config["content_type"], config["verify_ssl"]) == (
+        "POST",
+        "json",
+        False,
+    )
+    assert config["timeout"] == 5.0
+    assert config["payload"] == '{"t": "{message}"}'

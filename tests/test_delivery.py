@@ -1,0 +1,213 @@
+"""The send pipeline end to end: sms.send -> Redis -> real RQ worker -> simulator -> database."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from rq import Queue
+from sqlalchemy import func, select
+
+from sms_ext import Kind, Message, MessageAttempt, Status
+from sms_ext.models import utcnow
+from tests.conftest import drain, make_app
+from tests.helpers import add_gateway, custom_gateway, reload
+from tests.simulator import GatewaySimulator
+
+TO = "+27831234567"
+
+
+def sms(app: Flask):
+    return app.extensions["sms"].extension
+
+
+def attempts(app: Flask, message: Message) -> list[MessageAttempt]:
+    session = app.extensions["sms"].session
+    query = select(MessageAttempt).where(MessageAttempt.message_id == message.id)
+    return list(session.scalars(query.order_by(MessageAttempt.id)))
+
+
+def test_send_goes_through_primary(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    primary = custom_gateway(app_ctx, simulator, "primary")
+    custom_gateway(app_ctx, simulator, "backup")
+    message = sms(app_ctx).send(TO, "Hello & welcome", kind=Kind.PERSONAL, customer="guest-7")
+    assert message.status == Status.QUEUED
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.gateway_id, message.attempts) == (Status.SENT, primary.id, 1)
+    assert message.provider_message_id and message.sent_at is not None
+    (request,) = simulator.requests_for("custom")
+    assert request.path == "/custom/primary"
+    assert request.json == {"to": TO, "text": "Hello & welcome", "ref": str(message.id)}
+    (attempt,) = attempts(app_ctx, message)
+    assert (attempt.ok, attempt.http_status, attempt.gateway_name) == (True, 200, "primary")
+    assert attempt.request_summary.startswith("POST http://127.0.0.1:")
+    assert '"status": "ok"' in attempt.response_excerpt
+
+
+@pytest.mark.parametrize("fault", ["500", "timeout", "429", "garbage", "reset"])
+def test_fallback_to_second_gateway(
+    app_ctx: Flask, simulator: GatewaySimulator, fault: str
+) -> None:
+    simulator.timeout_seconds = 1.0
+    custom_gateway(app_ctx, simulator, "primary", timeout=0.3)
+    backup = custom_gateway(app_ctx, simulator, "backup")
+    simulator.fail_next("custom", fault, retry_after=30 if fault == "429" else None)
+    message = sms(app_ctx).send(TO, "code 123456")
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.gateway_id) == (Status.SENT, backup.id)
+    first, second = attempts(app_ctx, message)
+    assert (first.gateway_name, first.ok, first.retryable) == ("primary", False, True)
+    assert first.error
+    assert (second.gateway_name, second.ok) == ("backup", True)
+    assert [r.path for r in simulator.requests_for("custom")] == [
+        "/custom/primary",
+        "/custom/backup",
+    ]
+
+
+def test_all_gateways_fail_then_retry_succeeds(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "only")
+    simulator.fail_next("custom", "500")
+    message = sms(app_ctx).send(TO, "try again")
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.QUEUED, 1)
+    assert "HTTP 500" in message.last_error
+    assert message.next_attempt_at > utcnow()
+    deadline = time.monotonic() + 15
+    while reload(app_ctx, message).status != Status.SENT and time.monotonic() < deadline:
+        time.sleep(0.3)
+        drain(app_ctx, with_scheduler=True)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.SENT, 2)
+    assert len(simulator.requests_for("custom")) == 2
+
+
+def test_retries_stop_at_expiry(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "broken")
+    simulator.fail_next("custom", "503", count=100)
+    message = sms(app_ctx).send(TO, "never", expires_at=utcnow() + timedelta(seconds=4))
+    deadline = time.monotonic() + 20
+    while reload(app_ctx, message).status != Status.FAILED and time.monotonic() < deadline:
+        drain(app_ctx, with_scheduler=True)
+        time.sleep(0.3)
+    message = reload(app_ctx, message)
+    assert message.status == Status.FAILED
+    assert message.attempts >= 2
+    assert "HTTP 503" in message.last_error
+    assert "expires" in message.last_error
+    assert len(simulator.requests_for("custom")) == message.attempts
+
+
+def test_permanent_errors_fail_at_once(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    simulator.set_custom_response(400, '{"error":"invalid number"}')
+    custom_gateway(app_ctx, simulator, "strict")
+    message = sms(app_ctx).send(TO, "x")
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.FAILED, 1)
+    assert "HTTP 400" in message.last_error
+    assert message.failed_at is not None
+
+
+def test_no_enabled_gateway_fails_with_reason(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "off", enabled=False)
+    message = sms(app_ctx).send(TO, "nobody home", location="cafe")
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert message.status == Status.FAILED
+    assert message.last_error == "No enabled gateway serves this location."
+    assert simulator.requests_for("custom") == []
+
+
+def test_locations_and_priority_pick_the_chain(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    cafe = custom_gateway(app_ctx, simulator, "cafe-only", locations=["cafe"], priority=1)
+    everywhere = custom_gateway(app_ctx, simulator, "everywhere", priority=2)
+    at_cafe = sms(app_ctx).send(TO, "a", location="cafe")
+    at_bar = sms(app_ctx).send(TO, "b", location="bar")
+    drain(app_ctx)
+    assert reload(app_ctx, at_cafe).gateway_id == cafe.id
+    assert reload(app_ctx, at_bar).gateway_id == everywhere.id
+
+
+def test_test_send_uses_only_its_gateway(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "primary")
+    disabled = custom_gateway(app_ctx, simulator, "candidate", enabled=False)
+    simulator.fail_next("custom", "500")
+    message = sms(app_ctx).send(TO, "test", kind=Kind.TEST, gateway=disabled)
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert message.status == Status.QUEUED  # retried later, never through "primary"
+    assert [r.path for r in simulator.requests_for("custom")] == ["/custom/candidate"]
+
+
+def test_rolled_back_send_enqueues_nothing(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "gw")
+    state = app_ctx.extensions["sms"]
+    sms(app_ctx).send(TO, "discarded", commit=False)
+    state.session.rollback()
+    assert Queue(state.settings.queue, connection=state.redis).count == 0
+    kept = sms(app_ctx).send(TO, "kept", commit=False)
+    assert Queue(state.settings.queue, connection=state.redis).count == 0
+    state.session.commit()
+    assert Queue(state.settings.queue, connection=state.redis).count == 1
+    drain(app_ctx)
+    assert reload(app_ctx, kept).status == Status.SENT
+    assert state.session.scalar(select(func.count()).select_from(Message)) == 1
+
+
+def test_sending_switched_off(
+    app: Flask, database_urls: dict[str, str], backend: str, redis_url: str
+) -> None:
+    quiet = make_app(database_urls[backend], redis_url, SMS_SENDING_ENABLED=False)
+    with quiet.app_context():
+        message = sms(quiet).send(TO, "quiet")
+        assert message.status == Status.FAILED
+        assert message.last_error == "SMS sending is switched off (SMS_SENDING_ENABLED)."
+        assert quiet.extensions["sms"].queue.count == 0
+        quiet.extensions["sqlalchemy"].engine.dispose()
+
+
+def test_bulk_send_uses_batches_and_bulk_endpoint(
+    app_ctx: Flask, simulator: GatewaySimulator
+) -> None:
+    add_gateway(
+        app_ctx,
+        name="portal",
+        type="smsportal",
+        client_id=simulator.smsportal.client_id,
+        api_secret=simulator.smsportal.api_secret,
+        base_url=f"{simulator.url}/smsportal/v1",
+    )
+    recipients = [(f"+2783{i:07d}", f"Promo {i}") for i in range(250)]
+    ids = sms(app_ctx).send_bulk(recipients)
+    assert len(ids) == 250
+    state = app_ctx.extensions["sms"]
+    assert state.queue.count == 2  # SMS_BATCH_SIZE 200 -> 2 jobs
+    drain(app_ctx)
+    statuses = dict(
+        state.session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+    )
+    assert statuses == {Status.SENT: 250}
+    sends = [
+        r for r in simulator.requests_for("smsportal") if r.path.lower().endswith("bulkmessages")
+    ]
+    assert sorted(len(r.json["messages"]) for r in sends) == [50, 100, 100]
+    sent = {m["destination"] for r in sends for m in r.json["messages"]}
+    assert sent == {to.lstrip("+") for to, _ in recipients}
+
+
+def test_invalid_recipient_is_refused_before_queueing(app_ctx: Flask) -> None:
+    from sms_ext import PhoneNumberError
+
+    with pytest.raises(PhoneNumberError):
+        sms(app_ctx).send("+27 12", "x")
+    with pytest.raises(ValueError, match="empty"):
+        sms(app_ctx).send(TO, "   ")
+    with pytest.raises(ValueError, match="kind"):
+        sms(app_ctx).send(TO, "x", kind="spam")
+    assert app_ctx.extensions["sms"].session.scalar(select(func.count()).select_from(Message)) == 0

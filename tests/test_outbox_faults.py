@@ -1,0 +1,128 @@
+"""Faults the outbox must survive: Redis outages, dead workers, duplicated jobs."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select, update
+
+from sms_ext import Message, MessageAttempt, Status
+from sms_ext.models import utcnow
+from sms_ext.outbox import enqueue, new_job_id
+from sms_ext.sweeper import sweep
+from tests.conftest import _empty_tables, drain, make_app
+from tests.helpers import custom_gateway, reload, worker_process
+from tests.redis_server import RedisServer
+from tests.simulator import GatewaySimulator
+
+TO = "+27831234567"
+
+
+def age(app: Flask, seconds: float = 30) -> None:
+    """Pretend every queued message became due a while ago (past the sweeper's grace)."""
+    session = app.extensions["sms"].session
+    session.execute(update(Message).values(next_attempt_at=utcnow() - timedelta(seconds=seconds)))
+    session.commit()
+
+
+def test_message_survives_redis_outage(
+    backend: str, database_urls: dict[str, str], simulator: GatewaySimulator
+) -> None:
+    with RedisServer() as redis_server:
+        app = make_app(database_urls[backend], redis_server.url)
+        with app.app_context():
+            _empty_tables(app.extensions["sqlalchemy"])
+            custom_gateway(app, simulator, "gw")
+            redis_server.stop()
+            message = app.extensions["sms"].extension.send(TO, "while Redis is down")
+            assert message.status == Status.QUEUED  # committed; the enqueue failed quietly
+            redis_server.start()  # a fresh, empty Redis: the job is gone for good
+            drain(app)
+            assert reload(app, message).status == Status.QUEUED
+            age(app)
+            outcome = sweep(app.extensions["sms"])
+            assert (outcome["lost"], outcome["enqueued"]) == (1, 1)
+            drain(app)
+            assert reload(app, message).status == Status.SENT
+            assert len(simulator.requests_for("custom")) == 1
+            app.extensions["sqlalchemy"].engine.dispose()
+
+
+def test_sweeper_leaves_live_jobs_alone(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "gw")
+    app_ctx.extensions["sms"].extension.send(TO, "waiting in the queue")
+    age(app_ctx)
+    outcome = sweep(app_ctx.extensions["sms"])
+    assert (outcome["lost"], outcome["enqueued"]) == (0, 0)
+    assert app_ctx.extensions["sms"].queue.count == 1
+
+
+def test_stale_send_is_taken_back(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    custom_gateway(app_ctx, simulator, "gw")
+    state = app_ctx.extensions["sms"]
+    message = state.extension.send(TO, "worker died")
+    state.queue.empty()
+    # A worker claimed it, then died: its lease ran out.
+    state.session.execute(
+        update(Message).values(
+            status=Status.SENDING, claim_token="dead", claimed_until=utcnow() - timedelta(seconds=1)
+        )
+    )
+    state.session.commit()
+    age(app_ctx)
+    outcome = sweep(state)
+    assert (outcome["recovered"], outcome["enqueued"]) == (1, 1)
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert message.status == Status.SENT
+    assert message.claim_token is None
+
+
+def test_duplicate_jobs_in_two_workers_send_once(
+    app_ctx: Flask,
+    simulator: GatewaySimulator,
+    backend: str,
+    database_urls: dict[str, str],
+    redis_url: str,
+) -> None:
+    simulator.latency = 0.02
+    custom_gateway(app_ctx, simulator, "gw")
+    state = app_ctx.extensions["sms"]
+    ids = state.extension.send_bulk([(TO, f"dup {i}") for i in range(20)], kind="personal")
+    # The same ids enqueued five more times, as a confused sweeper or a client retry might.
+    for _ in range(5):
+        assert enqueue(state.queue, new_job_id(), ids)
+    workers = [worker_process(database_urls[backend], redis_url, "--burst") for _ in range(2)]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0, output.decode()[-2000:]
+    references = Counter(r.json["ref"] for r in simulator.requests_for("custom"))
+    assert references == Counter({str(i): 1 for i in ids})
+    per_message = Counter(state.session.scalars(select(MessageAttempt.message_id)).all())
+    assert per_message == Counter({i: 1 for i in ids})
+    statuses = set(state.session.scalars(select(Message.status)))
+    assert statuses == {Status.SENT}
+
+
+def test_worker_process_sweeps_on_start(
+    app_ctx: Flask,
+    simulator: GatewaySimulator,
+    backend: str,
+    database_urls: dict[str, str],
+    redis_url: str,
+) -> None:
+    custom_gateway(app_ctx, simulator, "gw")
+    state = app_ctx.extensions["sms"]
+    message = state.extension.send(TO, "lost job")
+    state.queue.empty()
+    age(app_ctx)
+    worker = worker_process(database_urls[backend], redis_url, "--burst")
+    output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output.decode()[-2000:]
+    deadline = time.monotonic() + 10
+    while reload(app_ctx, message).status != Status.SENT and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reload(app_ctx, message).status == Status.SENT
