@@ -64,6 +64,8 @@ class SMS:
             raise ValueError(f"Unknown message kind {kind!r}; use one of {', '.join(Kind.ALL)}.")
         if not body or not body.strip():
             raise ValueError("The message is empty.")
+        if "\x00" in body:
+            raise ValueError("The message contains a NUL character.")
         if len(body) > MAX_BODY:
             raise ValueError(f"The message is longer than {MAX_BODY} characters.")
 

@@ -20,6 +20,14 @@ from .base import PreparedCall, SendResult
 EXCERPT_CHARS = 1000
 """How much of a provider's answer is kept on the attempt record."""
 
+_CONTROL = {code: "\ufffd" for code in range(32) if chr(code) not in "\t\n\r"}
+
+
+def storable(text: str) -> str:
+    """Text safe for every database and page: control characters (NUL above all, which
+    PostgreSQL refuses) become U+FFFD."""
+    return text.translate(_CONTROL)
+
 
 @dataclass
 class Exchange:
@@ -69,8 +77,8 @@ class Exchange:
             ok=ok,
             provider_id=provider_id,
             http_status=self.status,
-            response_excerpt=redact(self.text[:EXCERPT_CHARS], secrets),
-            error=redact(reason, secrets) if not ok else "",
+            response_excerpt=storable(redact(self.text[:EXCERPT_CHARS], secrets)),
+            error=storable(redact(reason, secrets)) if not ok else "",
             retryable=(self.transient if retryable is None else retryable) and not ok,
             retry_after=self.retry_after(),
             request_summary=self.summary,
@@ -108,7 +116,7 @@ def summarize(call: PreparedCall, secrets: Iterable[str]) -> str:
     if call.body:
         lines.append("")
         lines.append(redact(call.body.decode("utf-8", errors="replace"), secrets))
-    return "\n".join(lines)
+    return storable("\n".join(lines))
 
 
 def exchange(
