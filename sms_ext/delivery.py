@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import requests
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -219,22 +220,27 @@ def settle(
     return {due: (job_ids[due], ids) for due, ids in retries.items()}
 
 
-def expire(session: Session, messages: Sequence[Message], now: datetime) -> None:
-    """Fail claimed messages whose time is up without trying them (an OTP nobody can use)."""
-    ids = [m.id for m in messages]
-    session.execute(
+def release(session: Session, *criteria: Any, **values: Any) -> int:
+    """End the claim on ``sending`` rows matching ``criteria``, setting ``values``; commits."""
+    result = session.execute(
         update(Message)
-        .where(Message.id.in_(ids), Message.status == Status.SENDING)
-        .values(
-            status=Status.FAILED,
-            failed_at=now,
-            claim_token=None,
-            claimed_until=None,
-            last_error="Expired before it could be sent.",
-        )
+        .where(Message.status == Status.SENDING, *criteria)
+        .values(claim_token=None, claimed_until=None, **values)
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    return result.rowcount or 0
+
+
+def expire(session: Session, messages: Sequence[Message], now: datetime) -> None:
+    """Fail claimed messages whose time is up without trying them (an OTP nobody can use)."""
+    release(
+        session,
+        Message.id.in_([m.id for m in messages]),
+        status=Status.FAILED,
+        failed_at=now,
+        last_error="Expired before it could be sent.",
+    )
 
 
 def deliver(state: SMSState, ids: Sequence[int]) -> dict[str, int]:

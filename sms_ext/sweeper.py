@@ -12,9 +12,10 @@ from collections import defaultdict
 from datetime import timedelta
 
 from rq.job import Job, JobStatus
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from . import outbox
+from .delivery import release
 from .models import Message, Status, utcnow
 from .state import SMSState
 
@@ -30,21 +31,13 @@ def recover_stale_sends(state: SMSState) -> int:
     Delivery is at-least-once here: a worker that died after the provider accepted a message
     but before recording it cannot tell us, so such a message may be sent again.
     """
-    now = utcnow()
-    result = state.session.execute(
-        update(Message)
-        .where(Message.status == Status.SENDING, Message.claimed_until < now)
-        .values(
-            status=Status.QUEUED,
-            claim_token=None,
-            claimed_until=None,
-            job_id=None,
-            last_error="The worker sending it stopped; sent again.",
-        )
-        .execution_options(synchronize_session=False)
+    return release(
+        state.session,
+        Message.claimed_until < utcnow(),
+        status=Status.QUEUED,
+        job_id=None,
+        last_error="The worker sending it stopped; sent again.",
     )
-    state.session.commit()
-    return result.rowcount or 0
 
 
 def _alive_jobs(state: SMSState, job_ids: list[str]) -> set[str]:

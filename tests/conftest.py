@@ -100,6 +100,12 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture
+def service_urls(backend: str, database_urls: dict[str, str], redis_url: str) -> tuple[str, str]:
+    """(database URL, Redis URL) of this test, for worker processes started by the test."""
+    return database_urls[backend], redis_url
+
+
 def make_app(database_url: str, redis_url: str, **config: object) -> Flask:
     """A bare Flask app with Flask-SQLAlchemy and the extension, as an integrator builds it."""
     app = Flask("sms_test")

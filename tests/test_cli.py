@@ -65,15 +65,11 @@ def test_gateways_import_reports_every_problem(app: Flask, tmp_path) -> None:
 
 
 def test_send_with_wait_reports_the_final_status(
-    app: Flask,
-    simulator: GatewaySimulator,
-    backend: str,
-    database_urls: dict[str, str],
-    redis_url: str,
+    app: Flask, simulator: GatewaySimulator, service_urls: tuple[str, str]
 ) -> None:
     with app.app_context():
         custom_gateway(app, simulator, "cli")
-    worker = worker_process(database_urls[backend], redis_url)
+    worker = worker_process(*service_urls)
     try:
         result = run(app, "send", "+27 83 123 4567", "From the CLI", "--wait", "20")
         assert result.exit_code == 0, result.output

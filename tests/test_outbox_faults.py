@@ -82,11 +82,7 @@ def test_stale_send_is_taken_back(app_ctx: Flask, simulator: GatewaySimulator) -
 
 
 def test_duplicate_jobs_in_two_workers_send_once(
-    app_ctx: Flask,
-    simulator: GatewaySimulator,
-    backend: str,
-    database_urls: dict[str, str],
-    redis_url: str,
+    app_ctx: Flask, simulator: GatewaySimulator, service_urls: tuple[str, str]
 ) -> None:
     simulator.latency = 0.02
     custom_gateway(app_ctx, simulator, "gw")
@@ -95,7 +91,7 @@ def test_duplicate_jobs_in_two_workers_send_once(
     # The same ids enqueued five more times, as a confused sweeper or a client retry might.
     for _ in range(5):
         assert enqueue(state.queue, new_job_id(), ids)
-    workers = [worker_process(database_urls[backend], redis_url, "--burst") for _ in range(2)]
+    workers = [worker_process(*service_urls, "--burst") for _ in range(2)]
     for worker in workers:
         output, _ = worker.communicate(timeout=120)
         assert worker.returncode == 0, output.decode()[-2000:]
@@ -108,18 +104,14 @@ def test_duplicate_jobs_in_two_workers_send_once(
 
 
 def test_worker_process_sweeps_on_start(
-    app_ctx: Flask,
-    simulator: GatewaySimulator,
-    backend: str,
-    database_urls: dict[str, str],
-    redis_url: str,
+    app_ctx: Flask, simulator: GatewaySimulator, service_urls: tuple[str, str]
 ) -> None:
     custom_gateway(app_ctx, simulator, "gw")
     state = app_ctx.extensions["sms"]
     message = state.extension.send(TO, "lost job")
     state.queue.empty()
     age(app_ctx)
-    worker = worker_process(database_urls[backend], redis_url, "--burst")
+    worker = worker_process(*service_urls, "--burst")
     output, _ = worker.communicate(timeout=60)
     assert worker.returncode == 0, output.decode()[-2000:]
     deadline = time.monotonic() + 10

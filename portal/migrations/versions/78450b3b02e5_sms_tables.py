@@ -6,9 +6,8 @@ Create Date: 2026-11-22 00:34:47.105726
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "78450b3b02e5"
