@@ -32,6 +32,7 @@ log = logging.getLogger("sms_ext")
 BREAKER_FAILURES = 3
 """Consecutive transient failures after which a gateway is skipped for the rest of a batch, so
 a dead provider costs three timeouts, not one per message."""
+SKIPPED = f"Not tried: this gateway failed {BREAKER_FAILURES} times in a row in this batch."
 
 CLOCK_SKEW = timedelta(seconds=1)
 """A job may run this much before its row's due time (clocks of web, worker and Redis differ)."""
@@ -109,10 +110,11 @@ def _send_through(driver: Driver, gateway: Gateway, rounds: list[Round]) -> None
     transient_in_a_row = 0
     for round_, sms in zip(rounds, outgoing, strict=True):
         if transient_in_a_row >= BREAKER_FAILURES:
-            return
-        result = driver.send(sms)
+            result = SendResult(ok=False, retryable=True, error=SKIPPED)
+        else:
+            result = driver.send(sms)
+            transient_in_a_row = transient_in_a_row + 1 if result.retryable else 0
         round_.results.append((gateway, result))
-        transient_in_a_row = transient_in_a_row + 1 if result.retryable else 0
 
 
 def run_rounds(
@@ -191,11 +193,12 @@ def settle(
         # Whole seconds: RQ's scheduler keeps whole-second times, and the job must not find
         # its row not yet due.
         due = (now + timedelta(seconds=retry_delay(state, attempts, r) + 1)).replace(microsecond=0)
-        if any(result.retryable for _, result in r.results) and due < message.expires_at:
+        retryable = any(result.retryable for _, result in r.results)
+        if retryable and due < message.expires_at:
             retries[due].append(message.id)
             retry.append({**row, "next_attempt_at": due, "last_error": error})
         else:
-            if r.results and due >= message.expires_at:
+            if retryable:
                 error += " (no time left to retry before the message expires)"
             failed.append({**row, "last_error": error})
     if attempts_rows := _attempt_rows(rounds, now):

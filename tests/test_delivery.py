@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -67,6 +68,26 @@ def test_fallback_to_second_gateway(
         "/custom/primary",
         "/custom/backup",
     ]
+
+
+def test_failing_gateway_is_skipped_for_the_rest_of_a_batch(
+    app_ctx: Flask, simulator: GatewaySimulator
+) -> None:
+    custom_gateway(app_ctx, simulator, "flaky")
+    backup = custom_gateway(app_ctx, simulator, "backup")
+    simulator.fail_next("custom", "500", count=3)
+    ids = sms(app_ctx).send_bulk([(TO, f"n{i}") for i in range(6)], kind=Kind.PERSONAL)
+    drain(app_ctx)
+    paths = Counter(r.path for r in simulator.requests_for("custom"))
+    assert paths == {"/custom/flaky": 3, "/custom/backup": 6}
+    session = app_ctx.extensions["sms"].session
+    rows = session.scalars(select(Message).where(Message.id.in_(ids))).all()
+    assert {(m.status, m.gateway_id) for m in rows} == {(Status.SENT, backup.id)}
+    skipped = session.scalars(
+        select(MessageAttempt).where(MessageAttempt.error.like("Not tried%"))
+    ).all()
+    assert len(skipped) == 3
+    assert all(a.http_status is None and a.gateway_name == "flaky" for a in skipped)
 
 
 def test_all_gateways_fail_then_retry_succeeds(app_ctx: Flask, simulator: GatewaySimulator) -> None:
