@@ -41,9 +41,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             _ensure_secret_key(app)
     else:
         app.config.update(test_config)
+    engine_options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    # A database restart must not fail the next job: test pooled connections before use.
+    engine_options.setdefault("pool_pre_ping", True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Web and worker processes share the file: wait for the writer instead of failing.
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("connect_args", {"timeout": 30})
+        engine_options.setdefault("connect_args", {"timeout": 30})
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)

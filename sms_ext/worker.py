@@ -47,13 +47,15 @@ class SweeperThread(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            self.sweep_once()
+            self.sweep_once(locked=True)
 
-    def sweep_once(self) -> None:
+    def sweep_once(self, *, locked: bool) -> None:
+        """Sweep; with ``locked``, only if no other worker swept during this interval."""
         with self.app.app_context():
             state: SMSState = self.app.extensions["sms"]
             try:
-                if state.redis.set(SWEEP_LOCK, "1", nx=True, ex=max(1, int(self.interval))):
+                interval = max(1, int(self.interval))
+                if not locked or state.redis.set(SWEEP_LOCK, "1", nx=True, ex=interval):
                     outcome = sweeper.sweep(state)
                     if outcome["recovered"] or outcome["enqueued"]:
                         log.info("sweeper: %s", outcome)
@@ -71,7 +73,9 @@ def run_worker(app: Flask, *, burst: bool = False, with_scheduler: bool = True) 
     queue = Queue(state.settings.queue, connection=connection)
     worker = AppWorker([queue], connection=connection, app=app)
     sweeper_thread = SweeperThread(app, state.settings.sweep_interval)
-    sweeper_thread.sweep_once()
+    # A (re)started worker sweeps at once, lock or not: a restarted fleet recovers without
+    # waiting an interval, and a duplicate enqueue is harmless (rows are claimed once).
+    sweeper_thread.sweep_once(locked=False)
     if not burst:
         sweeper_thread.start()
     try:

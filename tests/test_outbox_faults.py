@@ -118,3 +118,38 @@ def test_worker_process_sweeps_on_start(
     while reload(app_ctx, message).status != Status.SENT and time.monotonic() < deadline:
         time.sleep(0.2)
     assert reload(app_ctx, message).status == Status.SENT
+
+
+def test_worker_killed_mid_send_is_recovered(
+    app_ctx: Flask, simulator: GatewaySimulator, service_urls: tuple[str, str]
+) -> None:
+    simulator.latency = 2.0
+    custom_gateway(app_ctx, simulator, "slow", timeout=10)
+    state = app_ctx.extensions["sms"]
+    message = state.extension.send(TO, "the worker will die")
+    worker = worker_process(*service_urls)
+    try:
+        deadline = time.monotonic() + 20
+        while reload(app_ctx, message).status != Status.SENDING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reload(app_ctx, message).status == Status.SENDING
+    finally:
+        worker.kill()  # SIGKILL mid-request: no chance to record anything
+        worker.wait(10)
+    assert reload(app_ctx, message).status == Status.SENDING
+    # Let the lease run out (SMS_LEASE_SECONDS) without waiting for it.
+    state.session.execute(
+        update(Message).values(claimed_until=utcnow() - timedelta(seconds=1))
+    )
+    state.session.commit()
+    simulator.latency = 0
+    age(app_ctx)
+    restarted = worker_process(*service_urls, "--burst")
+    output, _ = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, output.decode()[-2000:]
+    message = reload(app_ctx, message)
+    assert message.status == Status.SENT
+    assert message.last_error is None
+    # The killed try left no attempt row; the provider may have seen it (at-least-once).
+    assert len(message.attempt_log) == 1
+    assert len(simulator.requests_for("custom")) in (1, 2)
