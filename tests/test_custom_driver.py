@@ -176,3 +176,72 @@ def test_validate_normalises() -> None:
     )
     assert config["timeout"] == 5.0
     assert config["payload"] == '{"t": "{message}"}'
+
+
+LUA = """
+function build_request(msg)
+  return {
+    url = msg.url .. "?ref=" .. url_encode(msg.reference),
+    headers = {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Basic " .. base64_encode(msg.api_key .. ":" .. msg.api_secret),
+    },
+    body = json_encode({recipient = msg.phone_digits, text = msg.message}),
+  }
+end
+
+function parse_response(resp)
+  if resp.status == 200 and resp.json and resp.json.status == "ok" then
+    return {ok = true, id = resp.json.messageId}
+  end
+  return {ok = false, error = "provider said " .. resp.body, retryable = resp.status >= 500}
+end
+"""
+
+
+def test_lua_script_builds_the_request_and_reads_the_answer(simulator: GatewaySimulator) -> None:
+    simulator.set_custom_response(200, '{"status":"ok","messageId":"lua-77"}')
+    sender = driver(simulator, lua_script=LUA, api_key="lua-user", api_secret="lua-password-1")
+    result = sender.send(SMS_OUT)
+    assert result.ok, result.error
+    recorded = only_request(simulator)
+    assert recorded.json == {"recipient": "27831234567", "text": HARD}
+    assert recorded.query == {"ref": ["42"]}
+    assert recorded.basic_auth == ("lua-user", "lua-password-1")
+    assert result.provider_id == "lua-77"
+    assert "lua-password-1" not in result.request_summary
+
+
+def test_lua_script_failures(simulator: GatewaySimulator) -> None:
+    sender = driver(simulator, lua_script=LUA, api_key="k", api_secret="s")
+    simulator.set_custom_response(400, '{"status":"bad number"}')
+    result = sender.send(SMS_OUT)
+    assert (result.ok, result.retryable) == (False, False)
+    assert result.error == 'provider said {"status":"bad number"}'
+    simulator.set_custom_response(503, "busy")
+    result = sender.send(SMS_OUT)
+    assert (result.ok, result.retryable, result.error) == (False, True, "provider said busy")
+
+
+def test_lua_script_that_hangs_fails_the_send_cleanly(simulator: GatewaySimulator) -> None:
+    hanging = "function build_request(msg) while true do end end"
+    result = driver(simulator, lua_script=hanging).send(SMS_OUT)
+    assert not result.ok
+    assert result.error == "Request could not be built: script ran too long"
+    assert simulator.requests_for("custom") == []
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("function build_request(msg) return {", "Lua script: line 1:"),
+        ("x = 1", "must define build_request or parse_response"),
+        ("os.execute('true')", "Lua script:"),
+    ],
+)
+def test_bad_lua_scripts_are_refused(script: str, message: str) -> None:
+    with pytest.raises(GatewayConfigError) as caught:
+        CustomDriver.validate(
+            {"url": "https://sms.example.com/send", "method": "POST", "lua_script": script}
+        )
+    assert message in caught.value.errors["lua_script"]

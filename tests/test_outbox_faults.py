@@ -138,9 +138,7 @@ def test_worker_killed_mid_send_is_recovered(
         worker.wait(10)
     assert reload(app_ctx, message).status == Status.SENDING
     # Let the lease run out (SMS_LEASE_SECONDS) without waiting for it.
-    state.session.execute(
-        update(Message).values(claimed_until=utcnow() - timedelta(seconds=1))
-    )
+    state.session.execute(update(Message).values(claimed_until=utcnow() - timedelta(seconds=1)))
     state.session.commit()
     simulator.latency = 0
     age(app_ctx)

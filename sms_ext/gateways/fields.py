@@ -39,7 +39,7 @@ def http_url(value: str, name: str, label: str, errors: dict[str, str]) -> str:
 
 
 def timeout(config: Mapping[str, Any], errors: dict[str, str]) -> float:
-    """Seconds to wait for the provider: a number between 1 and 60 (default 10)."""
+    """Seconds to wait for the provider: a number from 0.1 to 60 (default 10)."""
     raw = config.get("timeout")
     if raw in (None, ""):
         return DEFAULT_TIMEOUT

@@ -1,0 +1,521 @@
+"""The Lua sandbox against real lupa: what scripts can do, and every way out we know of."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.parse
+
+import pytest
+from lupa.lua54 import LuaRuntime
+
+from sms_ext import lua_sandbox
+from sms_ext.lua_sandbox import (
+    LuaScriptError,
+    call_script,
+    call_script_isolated,
+    check_script,
+)
+
+MESSAGE = {
+    "to": "+27831234567",
+    "phone_digits": "27831234567",
+    "message": 'Your code is 1234 "now" 😀',
+    "reference": "42",
+    "api_key": "key",
+    "api_secret": "s3cret",
+    "from_number": "Venue",
+    "url": "https://api.example.com/send",
+    "method": "POST",
+    "payload": "",
+}
+
+GATEWAY_SCRIPT = """
+function build_request(msg)
+  local body = json_encode({to = msg.phone_digits, text = msg.message, ref = msg.reference})
+  return {
+    method = "POST",
+    url = msg.url .. "?from=" .. url_encode(msg.from_number),
+    headers = {
+      ["Authorization"] = "Basic " .. base64_encode(msg.api_key .. ":" .. msg.api_secret),
+      ["Content-Type"] = "application/json",
+    },
+    body = body,
+  }
+end
+
+function parse_response(resp)
+  local data = resp.json or {}
+  if resp.status == 200 and data.status == "queued" then
+    return {ok = true, id = data.messages[1].id}
+  end
+  return {ok = false, error = data.error or resp.body, retryable = resp.status >= 500}
+end
+"""
+
+
+def returning(expression: str) -> str:
+    """A script whose build_request returns ``{value = <expression>}``."""
+    return f"function build_request(msg)\n  return {{value = {expression}}}\nend\n"
+
+
+def lua_string(text: str) -> str:
+    """A Lua string literal for printable text (JSON's escapes for quotes and backslashes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def value_of(expression: str) -> object:
+    result = call_script(returning(expression), "build_request", MESSAGE)
+    assert isinstance(result, dict)
+    return result.get("value")
+
+
+def script_error(source: str, function: str = "build_request") -> str:
+    with pytest.raises(LuaScriptError) as caught:
+        call_script(source, function, MESSAGE)
+    return str(caught.value)
+
+
+# --- what scripts are for ---------------------------------------------------------------------
+
+
+def test_build_request_returns_the_request_table() -> None:
+    request = call_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+
+    assert request == {
+        "method": "POST",
+        "url": "https://api.example.com/send?from=Venue",
+        "headers": {
+            "Authorization": "Basic " + base64.b64encode(b"key:s3cret").decode(),
+            "Content-Type": "application/json",
+        },
+        "body": '{"ref":"42","text":"Your code is 1234 \\"now\\" 😀","to":"27831234567"}',
+    }
+    assert isinstance(request["body"], str)
+    assert json.loads(request["body"])["text"] == MESSAGE["message"]
+
+
+def test_parse_response_reads_the_decoded_json() -> None:
+    body = {"status": "queued", "messages": [{"id": "SM123", "to": "27831234567"}]}
+    response = {
+        "status": 200,
+        "body": json.dumps(body),
+        "headers": {"content-type": "application/json"},
+        "json": body,
+    }
+
+    assert call_script(GATEWAY_SCRIPT, "parse_response", response) == {"ok": True, "id": "SM123"}
+
+    failed = {"status": 503, "body": "busy", "headers": {}, "json": None}
+    assert call_script(GATEWAY_SCRIPT, "parse_response", failed) == {
+        "ok": False,
+        "error": "busy",
+        "retryable": True,
+    }
+
+
+def test_parse_response_can_decode_the_body_itself() -> None:
+    script = """
+    function parse_response(resp)
+      local data = json_decode(resp.body)
+      return {ok = data.ok, id = data.id, count = #data.items, first = data.items[1]}
+    end
+    """
+    body = json.dumps({"ok": True, "id": "Ab\u00e9\U0001f600", "items": [1.5, "x", None, True]})
+
+    result = call_script(script, "parse_response", {"status": 200, "body": body, "headers": {}})
+
+    assert result == {"ok": True, "id": "Ab\u00e9\U0001f600", "count": 4, "first": 1.5}
+
+
+def test_an_undefined_function_gives_none_and_check_lists_what_is_defined() -> None:
+    only_parse = "function parse_response(resp) return {ok = true} end"
+
+    assert call_script(only_parse, "build_request", MESSAGE) is None
+    assert check_script(only_parse) == {"parse_response"}
+    assert check_script(GATEWAY_SCRIPT) == {"build_request", "parse_response"}
+    assert check_script("local x = 1") == set()
+
+
+def test_results_become_plain_python() -> None:
+    result = call_script(
+        returning("{list = {1, 2.5, 'x', true}, map = {[3] = 'c', b = {}}, n = 2^53}"),
+        "build_request",
+        MESSAGE,
+    )
+
+    assert result == {
+        "value": {"list": [1, 2.5, "x", True], "map": {"3": "c", "b": {}}, "n": 2.0**53}
+    }
+
+
+def test_the_argument_arrives_as_plain_lua_tables() -> None:
+    argument = {"status": 200, "json": {"items": [{"id": "a"}, {"id": "b"}]}, "headers": {}}
+    script = """
+    function parse_response(resp)
+      return {ok = true, id = resp.json.items[2].id, kind = type(resp.json.items),
+              n = #resp.json.items, status_type = math.type(resp.status)}
+    end
+    """
+
+    assert call_script(script, "parse_response", argument) == {
+        "ok": True,
+        "id": "b",
+        "kind": "table",
+        "n": 2,
+        "status_type": "integer",
+    }
+
+
+# --- helpers for scripts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "a b&c=d/e?f#g", "~-._ unreserved", "quote\"apos'", "é café", "😀 emoji", "%41+"],
+)
+def test_url_encode_is_rfc3986_percent_encoding_of_utf8(text: str) -> None:
+    assert value_of(f"url_encode({lua_string(text)})") == urllib.parse.quote(text, safe="")
+
+
+def test_json_encode_escapes_strings_and_tells_arrays_from_objects() -> None:
+    assert value_of(r"""json_encode('say "hi" \\ back\n\ttab\1\31 😀 /')""") == (
+        r'"say \"hi\" \\ back\n\ttab\u0001\u001f 😀 /"'
+    )
+    assert value_of("json_encode({1, 2, 3})") == "[1,2,3]"
+    assert value_of("json_encode({})") == "{}"
+    assert value_of("json_encode({b = 1, a = {true, false}, c = 'x'})") == (
+        '{"a":[true,false],"b":1,"c":"x"}'
+    )
+    assert value_of("json_encode({[1] = 'a', [3] = 'c'})") == '{"1":"a","3":"c"}'
+    assert (
+        value_of("json_encode({0.1, -2.5e-7, 3.0, 2^63, -7})")
+        == "[0.1,-2.5e-07,3,9.2233720368547758e+18,-7]"
+    )
+
+
+def test_json_encode_output_round_trips_through_python() -> None:
+    encoded = value_of(
+        """json_encode({text = 'Quote " backslash \\\\ newline \\n emoji 😀 nul \\0', n = 12})"""
+    )
+    assert isinstance(encoded, str)
+    assert json.loads(encoded) == {
+        "text": 'Quote " backslash \\ newline \n emoji 😀 nul \x00',
+        "n": 12,
+    }
+
+
+def test_json_decode_reads_what_python_writes() -> None:
+    document = {"a": [1, -2.5, 'é\U0001f600\n"\\', {"b": False}], "c": "x"}
+    script = "function parse_response(r) return {v = json_decode(r.body)} end"
+
+    for text in (json.dumps(document), json.dumps(document, ensure_ascii=False, indent=2)):
+        result = call_script(script, "parse_response", {"body": text})
+        assert result == {"v": document}
+
+
+def test_json_errors_name_the_script_line() -> None:
+    assert script_error(returning("json_decode('{\"a\": [1,')")) == (
+        "line 2: json_decode: unexpected end at byte 10"
+    )
+    assert script_error(returning("json_encode({f = type})")) == (
+        "line 2: json_encode: cannot encode a function"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "f", "fo", "foo", "foob", "fooba", "foobar", "é😀:pw"])
+def test_base64_encode_matches_python(text: str) -> None:
+    expected = base64.b64encode(text.encode()).decode()
+    assert value_of(f"base64_encode({lua_string(text)})") == expected
+
+
+# --- errors the admin can act on --------------------------------------------------------------
+
+
+def test_compile_errors_name_the_line() -> None:
+    source = "function build_request(msg)\n  local a = 1\n  x x\nend\n"
+
+    with pytest.raises(LuaScriptError, match=r"^line 3: syntax error near 'x'$"):
+        check_script(source)
+    assert script_error(source) == "line 3: syntax error near 'x'"
+
+
+def test_runtime_errors_name_the_line() -> None:
+    source = "function build_request(msg)\n  local x\n  return x.field\nend\n"
+
+    assert script_error(source) == "line 3: attempt to index a nil value (local 'x')"
+    assert script_error("function build_request(msg)\n  error('no sender id')\nend") == (
+        "line 2: no sender id"
+    )
+    assert script_error("function build_request()\n  table.insert(nil, 1)\nend") == (
+        "line 2: bad argument #1 to 'insert' (table expected, got nil)"
+    )
+
+
+def test_a_failing_main_chunk_fails_the_check() -> None:
+    with pytest.raises(LuaScriptError, match=r"^line 1: attempt to call a nil value"):
+        check_script("undefined_function()")
+
+
+def test_wrong_results_are_explained() -> None:
+    assert script_error("function build_request() return 'x' end") == (
+        "build_request must return a table"
+    )
+    assert script_error("function build_request() return {1, 2} end") == (
+        "build_request must return a table with named fields, not a list"
+    )
+    assert script_error("build_request = 5") == "build_request must be a function"
+    assert script_error(returning("print or type")) == (
+        "the result of build_request contains a function, which cannot leave the script"
+    )
+    assert script_error("function build_request() local t = {} t.t = t return t end") == (
+        "the result of build_request is nested more than 20 levels deep (or contains itself)"
+    )
+
+
+def test_non_utf8_results_and_table_errors_are_clean_script_errors() -> None:
+    assert script_error(returning("'caf\\233'")) == (
+        "the result of build_request has a string that is not valid UTF-8 text"
+    )
+    assert script_error("function build_request() return {['\\255'] = 1} end") == (
+        "the result of build_request has a string that is not valid UTF-8 text"
+    )
+    assert script_error("function build_request() error({code = 1}) end") == (
+        "script raised an error without a text message"
+    )
+    assert script_error("function build_request() error('bad \\255 byte') end") == (
+        "line 1: bad \ufffd byte"
+    )
+
+
+def test_arguments_are_checked_before_any_lua_runs() -> None:
+    with pytest.raises(ValueError, match="unknown script function"):
+        call_script(GATEWAY_SCRIPT, "os_execute", MESSAGE)
+    with pytest.raises(TypeError, match="cannot pass a object to a Lua script"):
+        call_script(GATEWAY_SCRIPT, "build_request", {"to": object()})
+    with pytest.raises(LuaScriptError, match="has a string longer than"):
+        call_script(GATEWAY_SCRIPT, "parse_response", {"body": "x" * (300 * 1024)})
+    with pytest.raises(LuaScriptError, match="script is larger than 64 KiB"):
+        check_script("-- " + "x" * 70_000)
+
+
+# --- the sandbox ------------------------------------------------------------------------------
+
+
+def test_bytecode_is_refused() -> None:
+    outside = LuaRuntime(encoding=None)
+    bytecode = outside.execute("return string.dump(function() return 1 end)")
+    assert bytecode.startswith(b"\x1bLua")
+    source = bytecode.decode("latin-1")
+
+    with pytest.raises(LuaScriptError, match=r"attempt to load a binary chunk \(mode is 't'\)"):
+        check_script(source)
+    with pytest.raises(LuaScriptError, match="binary chunk"):
+        call_script(source, "build_request", MESSAGE)
+    assert value_of("type(load)") == "nil"
+    assert value_of("type(string.dump)") == "nil"
+    assert value_of("type(('').dump)") == "nil"
+
+
+ESCAPES = [
+    "python",
+    "python.none.__class__.__base__.__subclasses__()",
+    "msg.__class__",
+    "msg.to.__class__",
+    "('').__class__",
+    "string.__class__",
+    "url_encode.__class__",
+    "coroutine.running().__class__",
+    "getmetatable('').__index.dump",
+    "io.open('/etc/passwd')",
+    "os.execute('id')",
+    "os.getenv('HOME')",
+    "os.exit(1)",
+    "require('os')",
+    "debug.getregistry()",
+    "debug.sethook()",
+    "load('return 1')",
+    "loadstring('return 1')",
+    "dofile('/etc/passwd')",
+    "loadfile('/etc/passwd')",
+    "collectgarbage('count')",
+    "setmetatable({}, {__gc = function() end})",
+    "_G",
+    "package.loaded",
+    "rawget(_ENV, 'python')",
+    "xpcall",
+    "print",
+]
+
+
+@pytest.mark.parametrize("expression", ESCAPES)
+def test_escape_routes_are_closed(expression: str) -> None:
+    script = f"""
+    function build_request(msg)
+      local ok, value = pcall(function() return {expression} end)
+      return {{ok = ok, kind = type(value)}}
+    end
+    """
+
+    result = call_script(script, "build_request", MESSAGE)
+
+    assert isinstance(result, dict)
+    assert result["ok"] is False or result["kind"] == "nil", result
+
+
+def test_the_environment_has_exactly_the_whitelist() -> None:
+    script = """
+    function build_request(msg)
+      local names = {}
+      for name in pairs(_ENV) do names[#names + 1] = name end
+      table.sort(names)
+      local os_names = {}
+      for name in pairs(os) do os_names[#os_names + 1] = name end
+      table.sort(os_names)
+      return {names = table.concat(names, " "), os = table.concat(os_names, " ")}
+    end
+    """
+
+    result = call_script(script, "build_request", MESSAGE)
+
+    assert result == {
+        "names": "_VERSION assert base64_encode build_request coroutine error ipairs json_decode "
+        "json_encode math next os pairs pcall rawequal rawget rawlen rawset select string table "
+        "tonumber tostring type url_encode utf8",
+        "os": "clock date time",
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "while true do end",
+        "while true do pcall(function() while true do end end) end",
+        "local ok = pcall(function() while true do end end) return {ok = ok}",
+        "local f = coroutine.wrap(function() while true do end end) f()",
+        "local f = coroutine.wrap(function() while true do end end) pcall(f) return {ok = true}",
+        "local co = coroutine.create(function() while true do end end)\n"
+        "while true do coroutine.resume(co) end",
+        "local function f() return f() end return f()",
+        "local t = {} for i = 1, 200000 do t[i] = i end while true do table.sort(t) end",
+    ],
+)
+def test_endless_scripts_are_stopped(body: str) -> None:
+    started = time.perf_counter()
+
+    assert script_error(f"function build_request()\n{body}\nend") == "script ran too long"
+    assert time.perf_counter() - started < lua_sandbox.MAX_CPU_SECONDS + 1
+
+
+def test_an_endless_main_chunk_is_stopped() -> None:
+    assert script_error("while true do end") == "script ran too long"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "local t = {} for i = 1, 1e9 do t[i] = i end",
+        "local s = 'x' while true do s = s .. s end",
+        "local t = {} while true do t[#t + 1] = {} end",
+        "local ok, e = pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end) error(e)",
+    ],
+)
+def test_memory_bombs_are_stopped(body: str) -> None:
+    assert script_error(f"function build_request()\n{body}\nend") == "script used too much memory"
+
+
+def test_string_rep_bomb_is_refused() -> None:
+    assert script_error("function build_request()\nlocal s = string.rep('x', 1e9)\nend") == (
+        "line 2: rep: result would be longer than 262144 bytes"
+    )
+    assert script_error("function build_request()\nlocal s = ('x'):rep(1e9)\nend") == (
+        "line 2: rep: result would be longer than 262144 bytes"
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "string.find(s, '.-.-.-.-b$')",
+        "s:find('.-.-.-.-b$')",
+        "s:match('(.-)(.-)(.-)(.-)b')",
+        "s:gsub('.-.-.-.-b', '')",
+        "s:gmatch('.-.-.-.-b')()",
+    ],
+)
+@pytest.mark.parametrize("length", [200, 100_000])
+def test_catastrophic_patterns_are_refused_quickly(call: str, length: int) -> None:
+    script = f"function build_request()\n  local s = ('a'):rep({length})\n  local x = {call}\nend"
+    started = time.perf_counter()
+
+    message = script_error(script)
+
+    assert time.perf_counter() - started < 1
+    assert message.startswith("line 3: ")
+    assert f"pattern too complex for a {length}-byte string" in message
+
+
+def test_ordinary_patterns_still_work() -> None:
+    script = """
+    function parse_response(resp)
+      local id = resp.body:match('"id"%s*:%s*"([^"]+)"')
+      local code = string.match(resp.body, "^OK:(%d+)")
+      local words = {}
+      for word in resp.body:gmatch("%a+") do words[#words + 1] = word end
+      return {ok = id ~= nil, id = id, code = code, words = #words,
+              clean = (resp.body:gsub("%s+", " ")), at = resp.body:find("id", 1, true)}
+    end
+    """
+    body = 'OK:7 {"id" :  "abc-123",   "note": "fine"}' + " " * 2000
+
+    result = call_script(script, "parse_response", {"body": body})
+
+    assert result == {
+        "ok": True,
+        "id": "abc-123",
+        "code": "7",
+        "words": 5,
+        "clean": 'OK:7 {"id" : "abc-123", "note": "fine"} ',
+        "at": 8,
+    }
+
+
+def test_patterns_whose_repetitions_cannot_overlap_work_on_long_strings() -> None:
+    script = """
+    function parse_response(resp)
+      return {ok = true, id = resp.body:match('"id"%s*:%s*"([^"]+)"'),
+              first = resp.body:match("^%s*(%S+)")}
+    end
+    """
+    body = " " * 200_000 + '{"id": "m-1"} 42'
+
+    assert call_script(script, "parse_response", {"body": body}) == {
+        "ok": True,
+        "id": "m-1",
+        "first": '{"id":',
+    }
+
+
+def test_isolated_run_returns_the_same_result() -> None:
+    in_process = call_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+
+    assert call_script_isolated(GATEWAY_SCRIPT, "build_request", MESSAGE) == in_process
+    assert call_script_isolated(GATEWAY_SCRIPT, "build_request", MESSAGE, deadline=5) == in_process
+    assert call_script_isolated("local x = 1", "build_request", MESSAGE) is None
+    with pytest.raises(LuaScriptError, match=r"^line 3: syntax error near 'x'$"):
+        call_script_isolated("function build_request(msg)\n\n x x\nend", "build_request", MESSAGE)
+
+
+def test_isolated_run_is_killed_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lift the in-sandbox budget so that only the parent's deadline can stop this script.
+    monkeypatch.setattr(lua_sandbox, "MAX_INSTRUCTIONS", 10**15)
+    monkeypatch.setattr(lua_sandbox, "MAX_CPU_SECONDS", 3600.0)
+    started = time.perf_counter()
+
+    with pytest.raises(LuaScriptError, match=r"^script ran too long$"):
+        call_script_isolated(
+            "function build_request() while true do end end", "build_request", {}, deadline=0.5
+        )
+
+    assert 0.5 <= time.perf_counter() - started < 1.5
