@@ -52,7 +52,7 @@ from rq import Queue, Worker  # noqa: E402
 from sms_ext import metadata  # noqa: E402
 from sms_ext.models import Message, Status  # noqa: E402
 from tests.conftest import TEST_KEY, make_app  # noqa: E402
-from tests.helpers import custom_gateway, worker_process  # noqa: E402
+from tests.helpers import custom_gateway, stop_worker, worker_process  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 GATEWAY = "bench"
@@ -193,7 +193,7 @@ def start_worker(stack: ExitStack, database_url: str, redis_url: str, queue: str
     """One ``flask sms worker`` process; its output is drained (a full pipe would stall it)."""
     os.environ["FLASK_SMS_QUEUE"] = queue  # worker_process passes our environment on
     worker = WorkerHandle(worker_process(database_url, redis_url))
-    stack.callback(stop_process, worker.process)
+    stack.callback(stop_worker, worker.process)
 
     def drain() -> None:
         assert worker.process.stdout is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,4 +65,18 @@ def worker_process(database_url: str, redis_url: str, *args: str) -> subprocess.
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: see stop_worker
     )
+
+
+def stop_worker(worker: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the worker's whole process group: RQ's scheduler runs in a forked child that
+    would outlive a SIGKILL sent to the worker alone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, sig)
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(5)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
 
 from flask import Flask
 
-from tests.helpers import custom_gateway, worker_process
+from tests.helpers import custom_gateway, stop_worker, worker_process
 from tests.simulator import GatewaySimulator
 
 
@@ -82,8 +81,7 @@ def test_send_with_wait_reports_the_final_status(
         assert result.exit_code == 1
         assert ": failed (cli: HTTP 400)" in result.output
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(20)
+        stop_worker(worker)
 
 
 def test_send_refuses_a_bad_number(app: Flask) -> None:

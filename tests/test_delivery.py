@@ -232,3 +232,31 @@ def test_invalid_recipient_is_refused_before_queueing(app_ctx: Flask) -> None:
     with pytest.raises(ValueError, match="kind"):
         sms(app_ctx).send(TO, "x", kind="spam")
     assert app_ctx.extensions["sms"].session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_twilio_gateways_end_to_end(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+    account = simulator.twilio
+    common = {
+        "type": "twilio",
+        "account_sid": account.account_sid,
+        "api_key": account.api_key,
+        "from_number": "+15005550006",
+        "base_url": f"{simulator.url}/twilio",
+    }
+    add_gateway(app_ctx, name="stale secret", api_secret="revoked-secret-0000", **common)
+    twilio = add_gateway(app_ctx, name="twilio", api_secret=account.api_secret, **common)
+    message = sms(app_ctx).send(TO, "Your code is 123456")
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.gateway_id) == (Status.SENT, twilio.id)
+    assert message.provider_message_id.startswith("SM") and len(message.provider_message_id) == 34
+    refused, accepted = simulator.requests_for("twilio")
+    assert (refused.response_status, accepted.response_status) == (401, 201)
+    assert accepted.path == f"/twilio/2010-04-01/Accounts/{account.account_sid}/Messages.json"
+    assert accepted.basic_auth == (account.api_key, account.api_secret)
+    assert accepted.form == {"To": [TO], "From": ["+15005550006"], "Body": ["Your code is 123456"]}
+    failed, won = attempts(app_ctx, message)
+    assert (failed.http_status, failed.retryable) == (401, False)
+    assert "20003" in failed.error
+    assert "revoked-secret-0000" not in failed.request_summary + failed.response_excerpt
+    assert won.ok

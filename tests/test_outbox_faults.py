@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from datetime import timedelta
@@ -14,7 +15,7 @@ from sms_ext.models import utcnow
 from sms_ext.outbox import enqueue, new_job_id
 from sms_ext.sweeper import sweep
 from tests.conftest import _empty_tables, drain, make_app
-from tests.helpers import custom_gateway, reload, worker_process
+from tests.helpers import custom_gateway, reload, stop_worker, worker_process
 from tests.redis_server import RedisServer
 from tests.simulator import GatewaySimulator
 
@@ -134,8 +135,7 @@ def test_worker_killed_mid_send_is_recovered(
             time.sleep(0.05)
         assert reload(app_ctx, message).status == Status.SENDING
     finally:
-        worker.kill()  # SIGKILL mid-request: no chance to record anything
-        worker.wait(10)
+        stop_worker(worker, signal.SIGKILL)  # mid-request: no chance to record anything
     assert reload(app_ctx, message).status == Status.SENDING
     # Let the lease run out (SMS_LEASE_SECONDS) without waiting for it.
     state.session.execute(update(Message).values(claimed_until=utcnow() - timedelta(seconds=1)))
