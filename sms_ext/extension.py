@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy import insert
 
 from . import config, outbox
+from .cli import sms_cli
 from .models import Gateway, Kind, Message, Status, utcnow
 from .phone import normalize_phone
 from .segments import analyze
@@ -20,7 +21,7 @@ MAX_BODY = 1600
 
 
 class SMS:
-    """SMS sending (and, with ``protect``, OTP verification) for a Flask app.
+    """SMS sending for a Flask app: gateways with fallback, an outbox, RQ workers.
 
     ``SMS(app)`` or ``sms = SMS(); sms.init_app(app)``. The app must use Flask-SQLAlchemy:
     messages are stored through its session, in the caller's transaction.
@@ -31,7 +32,7 @@ class SMS:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read and validate the ``SMS_*`` config, register state, models' CLI and jobs."""
+        """Read and validate the ``SMS_*`` config; register the state and ``flask sms``."""
         settings = config.load(app.config)
         db = app.extensions.get("sqlalchemy")
         if db is None:
@@ -46,8 +47,6 @@ class SMS:
             db=db,
             instance_path=app.instance_path,
         )
-        from .cli import sms_cli
-
         app.cli.add_command(sms_cli)
 
     @staticmethod
