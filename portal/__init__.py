@@ -61,7 +61,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS)
     sms.init_app(app)
 
-    from . import views
+    from . import cli, demo_pages, models, splash, views  # noqa: F401 (models: for migrations)
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(splash.bp)
+    sms.protect(
+        splash.bp,
+        on_verified=splash.on_verified,
+        required=splash.otp_required,
+        location=splash.location_key,
+        region=splash.phone_region,
+    )
+    if app.config.get("PORTAL_DEMO_PAGES", True):
+        app.register_blueprint(demo_pages.bp)
+    app.cli.add_command(cli.portal_cli)
     return app

@@ -15,6 +15,7 @@ import time
 from flask_migrate import upgrade
 
 from . import create_app
+from .cli import DEMO_ADMIN, seed_demo
 
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("PORT", "5000"))
@@ -24,6 +25,7 @@ def main() -> int:
     app = create_app()
     with app.app_context():
         upgrade()
+        seeded = seed_demo()
     keeper = None
     if not app.config.get("SMS_REDIS_URL"):
         from sms_ext.state import connect_redis
@@ -37,8 +39,18 @@ def main() -> int:
         subprocess.Popen([*flask, "sms", "worker"]),
         subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(PORT)]),
     ]
+    base = f"http://{HOST}:{PORT}"
+    login = (
+        f"\n  admin login: {DEMO_ADMIN} / {seeded.password}  (shown once: note it)"
+        if seeded.password
+        else ""
+    )
     print(
-        f"\n  sms_ext demo portal: open http://{HOST}:{PORT}/\n"
+        f"\n  sms_ext demo portal: open {base}/\n"
+        "  guest splash page (as a MikroTik hotspot would open it):\n"
+        f"    {base}/s/demo/?mac=02:00:00:00:00:01&ip=10.0.0.23"
+        f"&link-login-only={base}/demo/controller-login&link-orig=http://example.com/\n"
+        f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox{login}\n"
         f"  database: {app.config['SQLALCHEMY_DATABASE_URI']}\n"
         f"  redis: {'embedded (instance/)' if keeper is not None else 'SMS_REDIS_URL'}\n"
         "  Ctrl-C stops the web app, the worker and the embedded Redis.\n",

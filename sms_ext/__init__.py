@@ -5,7 +5,8 @@ from __future__ import annotations
 from .config import ConfigError
 from .extension import SMS
 from .gateways import GatewayConfigError
-from .models import Gateway, Kind, Message, MessageAttempt, Status, metadata
+from .models import Gateway, Kind, Message, MessageAttempt, OtpChallenge, Status, metadata
+from .otp import OtpRateLimited, OtpUnavailable
 from .phone import PhoneNumberError
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "Kind",
     "Message",
     "MessageAttempt",
+    "OtpChallenge",
+    "OtpRateLimited",
+    "OtpUnavailable",
     "PhoneNumberError",
     "Status",
     "metadata",

@@ -21,6 +21,16 @@ RETRY_MAX_SECONDS = "SMS_RETRY_MAX_SECONDS"
 LEASE_SECONDS = "SMS_LEASE_SECONDS"
 SWEEP_INTERVAL = "SMS_SWEEP_INTERVAL"
 BATCH_SIZE = "SMS_BATCH_SIZE"
+OTP_DIGITS = "SMS_OTP_DIGITS"
+OTP_TTL_SECONDS = "SMS_OTP_TTL_SECONDS"
+OTP_MAX_ATTEMPTS = "SMS_OTP_MAX_ATTEMPTS"
+OTP_RESEND_SECONDS = "SMS_OTP_RESEND_SECONDS"
+OTP_MESSAGE = "SMS_OTP_MESSAGE"
+OTP_LIMIT_PHONE = "SMS_OTP_LIMIT_PHONE"
+OTP_LIMIT_CLIENT = "SMS_OTP_LIMIT_CLIENT"
+OTP_LIMIT_LOCATION = "SMS_OTP_LIMIT_LOCATION"
+ALLOWED_REGIONS = "SMS_ALLOWED_REGIONS"
+ALLOW_FIXED_LINE = "SMS_ALLOW_FIXED_LINE"
 
 DEFAULTS: dict[str, Any] = {
     REDIS_URL: None,
@@ -34,11 +44,37 @@ DEFAULTS: dict[str, Any] = {
     LEASE_SECONDS: 120,
     SWEEP_INTERVAL: 30,
     BATCH_SIZE: 200,
+    OTP_DIGITS: 6,
+    OTP_TTL_SECONDS: 300,
+    OTP_MAX_ATTEMPTS: 5,
+    OTP_RESEND_SECONDS: 30,
+    OTP_MESSAGE: "Your Wi-Fi code is {{ code }}",
+    OTP_LIMIT_PHONE: "3 per 10 minutes; 10 per day",
+    OTP_LIMIT_CLIENT: "10 per hour",
+    OTP_LIMIT_LOCATION: "60 per minute",
+    ALLOWED_REGIONS: (),
+    ALLOW_FIXED_LINE: False,
 }
 
 
 class ConfigError(RuntimeError):
     """A ``SMS_*`` value is unusable; raised by ``init_app``."""
+
+
+@dataclass(frozen=True)
+class OtpSettings:
+    """How guest verification codes behave (see :mod:`sms_ext.otp`)."""
+
+    digits: int
+    ttl_seconds: int
+    max_attempts: int
+    resend_seconds: int
+    message: str
+    limit_phone: str
+    limit_client: str
+    limit_location: str
+    allowed_regions: frozenset[str]
+    allow_fixed_line: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +92,7 @@ class Settings:
     lease_seconds: float
     sweep_interval: float
     batch_size: int
+    otp: OtpSettings
 
 
 def _number(config: Mapping[str, Any], key: str, low: float, high: float) -> float:
@@ -87,6 +124,58 @@ def _text(config: Mapping[str, Any], key: str, check: Callable[[str], bool], nee
     if not check(value):
         raise ConfigError(f"{key} {need}, got {config[key]!r}.")
     return value
+
+
+def _limits(config: Mapping[str, Any], key: str) -> str:
+    from limits import parse_many
+
+    value = str(config[key] or "").strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{key} must be rate limits like '3 per 10 minutes; 10 per day', got {value!r}."
+        ) from None
+    return value
+
+
+def _otp_message(config: Mapping[str, Any]) -> str:
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    value = str(config[OTP_MESSAGE] or "")
+    try:
+        SandboxedEnvironment().from_string(value)
+    except TemplateSyntaxError as exc:
+        raise ConfigError(f"{OTP_MESSAGE} is not a valid template: {exc.message}.") from None
+    if "code" not in value:
+        raise ConfigError(f"{OTP_MESSAGE} must contain {{{{ code }}}}, got {value!r}.")
+    return value
+
+
+def _regions(config: Mapping[str, Any]) -> frozenset[str]:
+    raw = config[ALLOWED_REGIONS] or ()
+    items = raw.split(",") if isinstance(raw, str) else raw
+    regions = frozenset(str(item).strip().upper() for item in items if str(item).strip())
+    bad = sorted(r for r in regions if len(r) != 2 or not r.isalpha())
+    if bad:
+        raise ConfigError(f"{ALLOWED_REGIONS} must list two-letter region codes, got {bad}.")
+    return regions
+
+
+def _otp(config: Mapping[str, Any]) -> OtpSettings:
+    return OtpSettings(
+        digits=int(_number(config, OTP_DIGITS, 4, 10)),
+        ttl_seconds=int(_number(config, OTP_TTL_SECONDS, 30, 600)),
+        max_attempts=int(_number(config, OTP_MAX_ATTEMPTS, 1, 10)),
+        resend_seconds=int(_number(config, OTP_RESEND_SECONDS, 5, 600)),
+        message=_otp_message(config),
+        limit_phone=_limits(config, OTP_LIMIT_PHONE),
+        limit_client=_limits(config, OTP_LIMIT_CLIENT),
+        limit_location=_limits(config, OTP_LIMIT_LOCATION),
+        allowed_regions=_regions(config),
+        allow_fixed_line=_flag(config, ALLOW_FIXED_LINE),
+    )
 
 
 def load(config: MutableMapping[str, Any]) -> Settings:
@@ -129,6 +218,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         lease_seconds=_number(config, LEASE_SECONDS, 10, 3600),
         sweep_interval=_number(config, SWEEP_INTERVAL, 1, 3600),
         batch_size=int(_number(config, BATCH_SIZE, 1, 5000)),
+        otp=_otp(config),
     )
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(f"{RETRY_MAX_SECONDS} must not be below {RETRY_BASE_SECONDS}.")

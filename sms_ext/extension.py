@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask
+from flask import Blueprint, Flask
+from flask.typing import ResponseReturnValue
 from sqlalchemy import insert
 
-from . import config, outbox
+from . import config, otp, otp_flow, outbox
 from .cli import sms_cli
 from .models import Gateway, Kind, Message, Status, utcnow
 from .phone import normalize_phone
@@ -28,6 +29,7 @@ class SMS:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
+        self._protected: dict[str, otp_flow.Protection] = {}
         if app is not None:
             self.init_app(app)
 
@@ -48,6 +50,43 @@ class SMS:
             instance_path=app.instance_path,
         )
         app.cli.add_command(sms_cli)
+        app.register_blueprint(Blueprint("sms", __name__, template_folder="templates"))
+        app.before_request(lambda: otp_flow.handle_step(self._protected))
+        app.register_error_handler(otp.OtpRateLimited, otp_flow.error_page)
+        app.register_error_handler(otp.OtpUnavailable, otp_flow.error_page)
+        otp_flow.register_template_globals(app)
+
+    def protect(
+        self,
+        blueprint: Blueprint | str,
+        *,
+        on_verified: Callable[[str, bool], ResponseReturnValue],
+        required: Callable[[], bool] = lambda: True,
+        location: Callable[[], str | None] = lambda: None,
+        region: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """Add the SMS code step to a splash blueprint (before or after it is registered).
+
+        The blueprint's view calls :meth:`verify_phone` with the typed number; the code page
+        posts back to the same URL and is answered by the extension.
+
+        :param on_verified: ``(phone_e164, verified_by_otp) -> response``, called once the
+            phone is verified (or at once when ``required`` is false); it connects the guest.
+        :param required: whether this request needs a code (the splash page's toggle).
+        :param location: the location key: per-location limits and gateway choice.
+        :param region: default region for numbers typed without ``+``.
+        All callbacks run in the request context of the protected view.
+        """
+        name = blueprint if isinstance(blueprint, str) else blueprint.name
+        self._protected[name] = otp_flow.Protection(on_verified, required, location, region)
+
+    def verify_phone(self, raw_phone: str) -> ResponseReturnValue:
+        """Verify the guest's number from inside a protected view; returns the response.
+
+        Raises :class:`~sms_ext.PhoneNumberError` (a sentence for the guest) for a number that
+        is not acceptable, :class:`~sms_ext.OtpRateLimited` (429) when limits refuse.
+        """
+        return otp_flow.verify_phone(self._protected, raw_phone)
 
     @staticmethod
     def _expiry(state: SMSState, expires_at: datetime | None) -> datetime:

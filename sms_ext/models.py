@@ -179,3 +179,33 @@ class MessageAttempt(Base):
     error: Mapped[str] = mapped_column(Text, default="")
 
     message: Mapped[Message] = relationship(back_populates="attempt_log")
+
+
+class OtpChallenge(Base):
+    """One code sent to one phone for one browser session; only its HMAC is stored.
+
+    A challenge ends when it is used (``used_at``) or revoked (``revoked_at``: a resend, too
+    many wrong tries); wrong tries are counted with an atomic UPDATE so parallel guesses cannot
+    exceed the limit.
+    """
+
+    __tablename__ = "sms_otp_challenge"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    """Random value kept in the guest's browser session: the code only works there."""
+    client_mac: Mapped[str | None] = mapped_column(String(32))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    location: Mapped[str | None] = mapped_column(String(80))
+    message_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("sms_message.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_sms_otp_challenge_phone_created", "phone", "created_at"),)

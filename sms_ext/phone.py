@@ -54,28 +54,69 @@ _NEVER_TYPES = frozenset(
 
 _COUNTRY_NAMES = {
     "001": "international networks",
+    "AE": "the United Arab Emirates",
+    "AR": "Argentina",
     "AT": "Austria",
     "AU": "Australia",
     "BE": "Belgium",
+    "BR": "Brazil",
+    "BW": "Botswana",
     "CA": "Canada",
     "CH": "Switzerland",
+    "CL": "Chile",
+    "CN": "China",
+    "CO": "Colombia",
+    "CZ": "Czechia",
     "DE": "Germany",
     "DK": "Denmark",
+    "EG": "Egypt",
     "ES": "Spain",
+    "FI": "Finland",
     "FR": "France",
     "GB": "the United Kingdom",
     "GG": "Guernsey",
+    "GH": "Ghana",
+    "GR": "Greece",
+    "HU": "Hungary",
+    "ID": "Indonesia",
     "IE": "Ireland",
+    "IL": "Israel",
     "IM": "the Isle of Man",
+    "IN": "India",
     "IT": "Italy",
     "JE": "Jersey",
+    "JP": "Japan",
+    "KE": "Kenya",
+    "KR": "South Korea",
+    "LS": "Lesotho",
     "LU": "Luxembourg",
+    "MA": "Morocco",
+    "MU": "Mauritius",
+    "MX": "Mexico",
+    "MY": "Malaysia",
+    "MZ": "Mozambique",
+    "NA": "Namibia",
+    "NG": "Nigeria",
     "NL": "the Netherlands",
     "NO": "Norway",
+    "NZ": "New Zealand",
+    "PH": "the Philippines",
     "PL": "Poland",
     "PT": "Portugal",
+    "RO": "Romania",
+    "SA": "Saudi Arabia",
     "SE": "Sweden",
+    "SG": "Singapore",
+    "SZ": "Eswatini",
+    "TH": "Thailand",
+    "TR": "Türkiye",
+    "TZ": "Tanzania",
+    "UG": "Uganda",
     "US": "the United States",
+    "VN": "Vietnam",
+    "ZA": "South Africa",
+    "ZM": "Zambia",
+    "ZW": "Zimbabwe",
 }
 
 
@@ -87,11 +128,19 @@ class PhoneNumberError(ValueError):
         self.code: PhoneErrorCode = code
 
 
+def country_name(region: str) -> str:
+    """An English name for a region code, for guest-facing text; the ISO code when we have none.
+
+    A small table instead of phonenumbers' geocoder, which costs about 100 MB per process.
+    """
+    return _COUNTRY_NAMES.get(region.upper(), region.upper())
+
+
 def _country(region: str | None) -> str | None:
-    """A name for messages: English for common regions, else the ISO code, None if unknown."""
+    """A name for messages, None if the region is unknown."""
     if region is None or region == phonenumbers.UNKNOWN_REGION:
         return None
-    return _COUNTRY_NAMES.get(region, region)
+    return country_name(region)
 
 
 def _for(region: str | None) -> str:

@@ -21,8 +21,6 @@ from .state import SMSState, connect_redis
 
 log = logging.getLogger("sms_ext")
 
-SWEEP_LOCK = "sms_ext:sweep-lock"
-
 
 class AppWorker(SimpleWorker):
     """Runs each job inside ``app.app_context()`` so jobs reach the database and settings."""
@@ -55,7 +53,8 @@ class SweeperThread(threading.Thread):
             state: SMSState = self.app.extensions["sms"]
             try:
                 interval = max(1, int(self.interval))
-                if not locked or state.redis.set(SWEEP_LOCK, "1", nx=True, ex=interval):
+                lock = f"sms_ext:{state.settings.queue}:sweep-lock"
+                if not locked or state.redis.set(lock, "1", nx=True, ex=interval):
                     outcome = sweeper.sweep(state)
                     if outcome["recovered"] or outcome["enqueued"]:
                         log.info("sweeper: %s", outcome)

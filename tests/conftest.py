@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from sms_ext import SMS, metadata
 from sms_ext.worker import AppWorker
+from tests.browser import browser_required, browser_status, chromium_found
 from tests.redis_server import RedisServer
 from tests.simulator import GatewaySimulator
 
@@ -32,6 +33,7 @@ def pytest_report_header() -> list[str]:
     return [
         f"databases: sqlite{' + ' + PG_URL if PG_URL else ' only (set SMS_TEST_DATABASE_URL)'}",
         f"redis: {os.environ.get('SMS_TEST_REDIS_URL') or 'private redis-server'}",
+        browser_status(),
     ]
 
 
@@ -148,3 +150,13 @@ def drain(app: Flask, *, with_scheduler: bool = False) -> None:
     state = app.extensions["sms"]
     worker = AppWorker([state.queue], connection=state.redis, app=app)
     worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``browser`` tests when no Chromium is installed and nobody required one."""
+    if chromium_found() or browser_required():
+        return
+    deselected = [item for item in items if item.get_closest_marker("browser")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]

@@ -402,10 +402,11 @@ def test_the_environment_has_exactly_the_whitelist() -> None:
     ],
 )
 def test_endless_scripts_are_stopped(body: str) -> None:
-    started = time.perf_counter()
+    # CPU time, not wall time: a loaded machine stretches the latter, not the budget.
+    started = time.process_time()
 
     assert script_error(f"function build_request()\n{body}\nend") == "script ran too long"
-    assert time.perf_counter() - started < lua_sandbox.MAX_CPU_SECONDS + 1
+    assert time.process_time() - started < lua_sandbox.MAX_CPU_SECONDS + 1
 
 
 def test_an_endless_main_chunk_is_stopped() -> None:

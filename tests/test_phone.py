@@ -111,7 +111,7 @@ def test_accepted(raw: str, kwargs: dict[str, Any], expected: str) -> None:
             "+81 90 1234 5678",
             {"allowed_regions": ("DE",)},
             "region_not_allowed",
-            "Numbers from JP are not accepted here.",  # no built-in name: the ISO code
+            "Numbers from Japan are not accepted here.",  # no built-in name: the ISO code
         ),
         (
             "+800 1234 5678",

@@ -9,11 +9,12 @@ import requests
 
 from .base import Driver, GatewayConfigError, OutgoingSMS, PreparedCall, SendResult
 from .custom import CustomDriver
+from .sandbox import SandboxDriver
 from .smsportal import SMSPortalDriver
 from .twilio import TwilioDriver
 
 DRIVERS: dict[str, type[Driver]] = {
-    driver.kind: driver for driver in (CustomDriver, TwilioDriver, SMSPortalDriver)
+    driver.kind: driver for driver in (CustomDriver, TwilioDriver, SMSPortalDriver, SandboxDriver)
 }
 
 

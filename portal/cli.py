@@ -1,0 +1,105 @@
+"""``flask portal ...``: demo data for the portal."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import click
+import phonenumbers
+from flask.cli import with_appcontext
+from sqlalchemy import func, select
+
+from sms_ext import Gateway
+from sms_ext.gateway_store import save_gateway
+from sms_ext.state import get_state
+
+from .extensions import db
+from .models import Admin, Location, SplashPage
+
+DEMO_SLUG = "demo"
+DEMO_GATEWAY = "Demo sandbox (no real SMS)"
+DEMO_ADMIN = "admin"
+DEMO_TERMS = (
+    "Free Wi-Fi for guests of Demo Café, offered as is, without any guarantee.\n"
+    "Use it lawfully and fairly: no illegal content, no attacks, no heavy downloads.\n"
+    "We keep your phone number and the time and device of each login, as the law requires."
+)
+
+
+@dataclass
+class SeedReport:
+    """What ``seed_demo`` did, line by line, and the admin password when it set one."""
+
+    lines: list[str] = field(default_factory=list)
+    password: str | None = None
+
+
+def seed_demo(region: str = "ZA", password: str | None = None) -> SeedReport:
+    """Create what the demo needs, keeping whatever already exists; commits.
+
+    A sandbox gateway is added only when there is no gateway at all, so a real one imported
+    by the user is never shadowed. The admin's password is set when the admin is created, or
+    when ``password`` is given.
+    """
+    region = region.strip().upper()
+    if not phonenumbers.country_code_for_region(region):
+        raise ValueError(f"{region!r} is not a two-letter region phonenumbers knows (e.g. ZA).")
+    report = SeedReport()
+    session = db.session
+
+    location = session.scalar(select(Location).where(Location.slug == DEMO_SLUG))
+    if location is None:
+        location = Location(name="Demo Café", slug=DEMO_SLUG, timezone="UTC", region=region)
+        session.add(location)
+        report.lines.append(f"Created location 'Demo Café' (/{DEMO_SLUG}, region {region}).")
+    else:
+        report.lines.append(f"Location /{DEMO_SLUG} exists (region {location.region}).")
+    if location.splash_page is None:
+        location.splash_page = SplashPage(
+            title="Free Wi-Fi at Demo Café", terms=DEMO_TERMS, otp_enabled=True
+        )
+        report.lines.append("Created its splash page (SMS code on).")
+
+    if not session.scalar(select(func.count()).select_from(Gateway)):
+        state = get_state()
+        save_gateway(state.session, state.vault, {"name": DEMO_GATEWAY, "type": "sandbox"})
+        report.lines.append(f"Created gateway {DEMO_GATEWAY!r}: messages go to /demo/inbox.")
+    else:
+        report.lines.append("Gateways exist: none added.")
+
+    admin = session.scalar(select(Admin).where(Admin.username == DEMO_ADMIN))
+    if admin is None or password:
+        if admin is None:
+            admin = Admin(username=DEMO_ADMIN)
+            session.add(admin)
+        report.password = password or secrets.token_urlsafe(12)
+        admin.set_password(report.password)
+        report.lines.append(f"Admin {DEMO_ADMIN!r}: password set.")
+    else:
+        report.lines.append(f"Admin {DEMO_ADMIN!r} exists: password unchanged.")
+    session.commit()
+    return report
+
+
+@click.group("portal", help="Demo data of the portal.")
+def portal_cli() -> None:
+    pass
+
+
+@portal_cli.command("seed-demo")
+@click.option(
+    "--region", default="ZA", show_default=True, help="Region for numbers typed without +."
+)
+@click.option("--password", default=None, help="Set this admin password (default: random).")
+@with_appcontext
+def seed_demo_command(region: str, password: str | None) -> None:
+    """Create the demo location, splash page, sandbox gateway and admin (idempotent)."""
+    try:
+        report = seed_demo(region, password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--region") from None
+    for line in report.lines:
+        click.echo(line)
+    if report.password and not password:
+        click.echo(f"Admin login: {DEMO_ADMIN} / {report.password}  (shown once: note it)")

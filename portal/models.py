@@ -1,0 +1,121 @@
+"""Tables of the portal: venues, their splash pages, the guests who log in, and admins.
+
+They use the portal's own metadata (``db.Model``); sms_ext's tables stay on ``sms_ext.metadata``.
+Times are naive UTC, like the extension's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from sms_ext.models import utcnow
+
+from .extensions import db
+
+
+class Location(db.Model):
+    """A venue with Wi-Fi; ``slug`` is its splash page URL and the extension's location key."""
+
+    __tablename__ = "location"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    """IANA name (``Africa/Johannesburg``), for showing times to the venue's staff."""
+    region: Mapped[str] = mapped_column(String(2))
+    """Two-letter region used to read numbers guests type without ``+`` (``ZA``)."""
+
+    splash_page: Mapped[SplashPage | None] = relationship(back_populates="location")
+
+    def __repr__(self) -> str:
+        return f"<Location {self.id} {self.slug!r}>"
+
+
+class SplashPage(db.Model):
+    """What guests of one location see before they get online."""
+
+    __tablename__ = "splash_page"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location_id: Mapped[int] = mapped_column(
+        ForeignKey("location.id", ondelete="CASCADE"), unique=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    terms: Mapped[str] = mapped_column(Text, default="")
+    """Terms of use; empty means the page has no terms checkbox."""
+    otp_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    """Guests prove their number with a code by SMS; off, the number is taken as typed."""
+
+    location: Mapped[Location] = relationship(back_populates="splash_page")
+
+    def __repr__(self) -> str:
+        return f"<SplashPage {self.id} of location {self.location_id}>"
+
+
+class Guest(db.Model):
+    """A person, known by phone number, who logged in at any location."""
+
+    __tablename__ = "guest"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    """E.164 with the leading ``+``."""
+    name: Mapped[str | None] = mapped_column(String(120))
+    first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    """When consent was last given; kept as evidence, cleared when it is withdrawn."""
+
+    def __repr__(self) -> str:
+        return f"<Guest {self.id} {self.phone}>"
+
+
+class GuestSession(db.Model):
+    """One login of a guest at a location, with what the Wi-Fi controller told us."""
+
+    __tablename__ = "guest_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guest_id: Mapped[int] = mapped_column(ForeignKey("guest.id", ondelete="CASCADE"), index=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id", ondelete="CASCADE"))
+    client_mac: Mapped[str | None] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    ap: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    """The number used for this login (the guest's number may change later)."""
+    verified_by_otp: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    guest: Mapped[Guest] = relationship()
+    location: Mapped[Location] = relationship()
+
+    __table_args__ = (Index("ix_guest_session_location_started", "location_id", "started_at"),)
+
+    def __repr__(self) -> str:
+        return f"<GuestSession {self.id} guest {self.guest_id} at {self.location_id}>"
+
+
+class Admin(db.Model):
+    """A venue administrator; passwords are stored as werkzeug hashes only."""
+
+    __tablename__ = "admin"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def __repr__(self) -> str:
+        return f"<Admin {self.id} {self.username!r}>"

@@ -1,0 +1,265 @@
+"""The guest splash page: phone number, terms, then online (with an SMS code when enabled).
+
+The Wi-Fi controller sends the guest here with its own query parameters (client MAC and IP,
+access point, where to log the client in, the page the guest wanted). They ride along in the
+URL through the whole flow, the extension's code page included, because every form posts back
+to ``request.full_path``; once the phone is verified the guest goes to the controller's login
+URL with the original query string appended as it came.
+
+``sms.protect(bp, ...)`` in ``create_app`` adds the SMS code step; the callbacks below answer its
+questions for the location in the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import phonenumbers
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+)
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import joinedload
+from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.urls import iri_to_uri
+
+from sms_ext import PhoneNumberError
+from sms_ext.models import utcnow
+from sms_ext.phone import country_name
+
+from .extensions import db, sms
+from .models import Guest, GuestSession, Location, SplashPage
+
+bp = Blueprint("splash", __name__, url_prefix="/s")
+
+LOGIN_URL_PARAMS = ("link-login-only", "login_url")
+"""Where the controller logs the client in: MikroTik, then the generic name."""
+ORIGINAL_URL_PARAMS = ("link-orig", "url", "redirect")
+"""The page the guest wanted: MikroTik, UniFi, generic."""
+CLIENT_MAC_PARAMS = ("mac", "id")
+"""Client MAC: MikroTik and generic send ``mac``, UniFi sends ``id``."""
+CONSENT_KEY = "portal_splash_consent"
+"""Session key carrying the marketing checkbox from the phone form to ``on_verified``, which
+may run in a later request (after the guest typed the SMS code)."""
+MAX_KEPT_INPUT = 64
+"""Typed phone text shown back after an error is cut to this length."""
+MAX_CONTROLLER_VALUE = 64
+"""Longest MAC / IP / AP value stored; controllers send far less."""
+MAX_SLUG = 80
+
+
+# --- the location in the URL, shared by the view and the extension's callbacks ---
+
+
+def current_venue() -> tuple[Location, SplashPage]:
+    """The location and splash page of ``/s/<slug>/``, loaded once per request; 404 if none."""
+    venue = g.get("splash_venue")
+    if venue is None:
+        slug = (request.view_args or {}).get("slug", "")
+        if not slug or len(slug) > MAX_SLUG or not slug.isprintable():
+            abort(404)  # PostgreSQL refuses NUL in a query parameter: never send such a slug
+        location = db.session.scalar(
+            select(Location).where(Location.slug == slug).options(joinedload(Location.splash_page))
+        )
+        if location is None or location.splash_page is None:
+            abort(404)
+        venue = g.splash_venue = (location, location.splash_page)
+    return venue
+
+
+def otp_required() -> bool:
+    """``required`` callback of ``sms.protect``: the page's own switch."""
+    return current_venue()[1].otp_enabled
+
+
+def location_key() -> str:
+    """``location`` callback: the slug, which is also the gateways' location key."""
+    return current_venue()[0].slug
+
+
+def phone_region() -> str | None:
+    """``region`` callback: how numbers typed without ``+`` are read at this location."""
+    return current_venue()[0].region or None
+
+
+# --- controller parameters ---
+
+
+def _web_url(raw: str) -> bool:
+    """An absolute http(s) URL without whitespace or control characters."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        return False
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+class UnusableLoginURL(BadRequest):
+    """The controller's login URL is not http(s): following it could run script or worse."""
+
+    description = (
+        "The Wi-Fi network sent this page a login address it cannot use. "
+        "Please reconnect to the Wi-Fi and try again."
+    )
+
+
+def login_url() -> str | None:
+    """The controller's login URL from the query; anything but http(s) is refused with 400."""
+    for name in LOGIN_URL_PARAMS:
+        raw = request.args.get(name)
+        if raw:
+            if not _web_url(raw):
+                raise UnusableLoginURL()
+            return raw
+    return None
+
+
+def original_url() -> str | None:
+    """The page the guest wanted, when the controller said and it is a web address."""
+    for name in ORIGINAL_URL_PARAMS:
+        raw = request.args.get(name)
+        if raw and _web_url(raw):
+            return raw
+    return None
+
+
+def _controller_value(*names: str) -> str | None:
+    """The first non-empty parameter of ``names``, printable characters only, cut to size."""
+    for name in names:
+        value = "".join(ch for ch in request.args.get(name, "") if ch.isprintable()).strip()
+        if value:
+            return value[:MAX_CONTROLLER_VALUE]
+    return None
+
+
+def _login_redirect(target: str) -> Response:
+    """303 to the login URL with the original query string appended byte for byte."""
+    parts = urlsplit(iri_to_uri(target))
+    original = request.query_string.decode("latin-1")
+    query = "&".join(part for part in (parts.query, original) if part)
+    return redirect(urlunsplit(parts._replace(query=query)), 303)
+
+
+# --- pages ---
+
+
+def country_hint(region: str | None) -> dict[str, Any] | None:
+    """Name and calling code of the region numbers without ``+`` are read in."""
+    code = phonenumbers.country_code_for_region(region.upper()) if region else 0
+    if not code:
+        return None
+    return {"name": country_name(region.upper()), "code": code}
+
+
+def _phone_form(error: str | None = None, status: int = 200) -> Response:
+    location, page = current_venue()
+    form = request.form
+    return make_response(
+        render_template(
+            "portal/splash.html",
+            location=location,
+            page=page,
+            hint=country_hint(location.region),
+            error=error,
+            phone=form.get("phone", "")[:MAX_KEPT_INPUT],
+            terms_accepted=bool(form.get("terms")),
+            marketing=bool(form.get("marketing")),
+        ),
+        status,
+    )
+
+
+@bp.errorhandler(404)
+def not_found(_error: NotFound) -> tuple[str, int]:
+    return render_template("portal/splash_404.html"), 404
+
+
+@bp.errorhandler(UnusableLoginURL)
+def unusable_login_url(error: UnusableLoginURL) -> tuple[str, int]:
+    return render_template(
+        "portal/splash_404.html", heading="This link cannot be used", message=error.description
+    ), 400
+
+
+@bp.route("/<slug>/", methods=["GET", "POST"])
+def splash(slug: str) -> Response:
+    """The phone form; its POST hands the number to the extension (code step or straight on)."""
+    _location, page = current_venue()
+    login_url()  # refuse a bad login URL now, not after the guest typed a code
+    if request.method == "GET":
+        return _phone_form()
+    if page.terms.strip() and not request.form.get("terms"):
+        return _phone_form("Please accept the terms of use to continue.", 400)
+    session[CONSENT_KEY] = {"slug": slug, "marketing": bool(request.form.get("marketing"))}
+    try:
+        return sms.verify_phone(request.form.get("phone", ""))
+    except PhoneNumberError as exc:
+        return _phone_form(str(exc), 400)
+
+
+def _guest(phone: str) -> Guest:
+    """The guest with ``phone``, created if new; concurrent first logins cannot collide."""
+    guest = db.session.scalar(select(Guest).where(Guest.phone == phone))
+    if guest is not None:
+        return guest
+    now = utcnow()
+    values = {"phone": phone, "first_seen": now, "last_seen": now, "marketing_consent": False}
+    dialect = db.session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        db.session.execute(insert(Guest).values(values).on_conflict_do_nothing())
+        return db.session.scalars(select(Guest).where(Guest.phone == phone)).one()
+    guest = Guest(**values)
+    db.session.add(guest)
+    return guest
+
+
+def on_verified(phone: str, verified_by_otp: bool) -> Response:
+    """``on_verified`` callback: record the guest and the login, then let the client online."""
+    location, _page = current_venue()
+    login_target = login_url()
+    consent = session.pop(CONSENT_KEY, None) or {}
+    now = utcnow()
+    guest = _guest(phone)
+    guest.last_seen = now
+    # An unticked box is no withdrawal: consent given earlier stays until the guest opts out.
+    if consent.get("slug") == location.slug and consent.get("marketing"):
+        guest.marketing_consent = True
+        guest.consent_at = now
+    db.session.add(
+        GuestSession(
+            guest=guest,
+            location=location,
+            client_mac=(_controller_value(*CLIENT_MAC_PARAMS) or "").lower() or None,
+            client_ip=_controller_value("ip") or (request.remote_addr or "")[:64] or None,
+            ap=_controller_value("ap"),
+            phone=phone,
+            verified_by_otp=verified_by_otp,
+            started_at=now,
+        )
+    )
+    db.session.commit()
+    if login_target:
+        return _login_redirect(login_target)
+    wanted = original_url()
+    return make_response(
+        render_template(
+            "portal/connected.html",
+            location=location,
+            continue_url=wanted,
+            continue_host=urlsplit(wanted).hostname if wanted else None,
+        )
+    )

@@ -1,0 +1,230 @@
+"""Guest verification codes: issue, resend, check.
+
+A code is random (``secrets``), stored only as an HMAC keyed from the encryption key and salted
+with the browser session's key, compared in constant time, single use, short lived, and dead
+after too many wrong tries. Wrong tries are counted by one conditional UPDATE, so parallel
+guesses cannot go past the limit; sending is rate limited per phone, client and location
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from jinja2.sandbox import SandboxedEnvironment
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+
+from .models import Kind, OtpChallenge, utcnow
+from .ratelimit import Limiter
+from .state import SMSState
+
+_templates = SandboxedEnvironment(autoescape=False)
+
+
+class OtpRateLimited(TooManyRequests):
+    """Too many codes asked for; ``retry_after`` seconds until the next one is allowed.
+
+    The wording is the same whichever limit refused, so it never tells whether a number was
+    seen before.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"Too many codes were requested. Please try again in {wait_text(retry_after)}."
+        )
+
+
+class OtpUnavailable(ServiceUnavailable):
+    """Codes cannot be sent right now (rate limits cannot be checked: Redis is unreachable)."""
+
+    description = "Text-message verification is unavailable right now. Please try again soon."
+
+
+def wait_text(seconds: int) -> str:
+    """``"45 seconds"``, ``"4 minutes"``: how long to wait, in words a guest reads at a glance."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    if minutes < 90:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = -(-minutes // 60)
+    return f"{hours} hours"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one code."""
+
+    ok: bool
+    phone: str | None = None
+    message: str = ""
+    """What to tell the guest when not ok."""
+    dead: bool = False
+    """The challenge can no longer succeed: the guest needs a new code."""
+
+
+def _limiter(state: SMSState) -> Limiter:
+    otp = state.settings.otp
+    groups = {
+        "phone": otp.limit_phone,
+        "client": otp.limit_client,
+        "location": otp.limit_location,
+    }
+    return Limiter(state.redis, groups, prefix=f"sms_ext:{state.settings.queue}")
+
+
+def digest(state: SMSState, session_key: str, phone: str, code: str) -> str:
+    """HMAC of a code, bound to the session and the phone: a leaked table reveals nothing."""
+    key = hashlib.sha256(b"sms_ext otp\0" + state.settings.encryption_key.encode()).digest()
+    return hmac.new(key, f"{session_key}\0{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_code(digits: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(digits))
+
+
+def message_text(state: SMSState, code: str, host: str) -> str:
+    """The SMS: the configured template, then the WebOTP line that lets phones autofill."""
+    text = _templates.from_string(state.settings.otp.message).render(code=code).strip()
+    return f"{text}\n\n@{host} #{code}"
+
+
+def latest(state: SMSState, session_key: str) -> OtpChallenge | None:
+    query = (
+        select(OtpChallenge)
+        .where(OtpChallenge.session_key == session_key)
+        .order_by(OtpChallenge.id.desc())
+        .limit(1)
+    )
+    return state.session.scalar(query)
+
+
+def resend_wait(state: SMSState, session_key: str) -> int:
+    """Seconds before this session may ask for another code (0: now)."""
+    last = latest(state, session_key)
+    if last is None:
+        return 0
+    ready = last.created_at + timedelta(seconds=state.settings.otp.resend_seconds)
+    return max(0, -(-int((ready - utcnow()).total_seconds() * 1000) // 1000))
+
+
+def issue(
+    state: SMSState,
+    phone: str,
+    *,
+    session_key: str,
+    host: str,
+    client_ip: str | None,
+    client_mac: str | None,
+    location: str | None,
+) -> OtpChallenge:
+    """Send a new code to ``phone`` for this session; earlier codes of the session die.
+
+    Raises :class:`OtpRateLimited` when a limit or the resend cooldown refuses, and
+    :class:`OtpUnavailable` when Redis cannot be asked (we fail closed: no limits, no SMS).
+    """
+    wait = resend_wait(state, session_key)
+    if wait:
+        raise OtpRateLimited(wait)
+    try:
+        wait = _limiter(state).hit(
+            [
+                ("location", location),
+                ("client", client_mac),
+                ("client", client_ip),
+                ("phone", phone),
+            ]
+        )
+    except RedisError:
+        raise OtpUnavailable() from None
+    if wait:
+        raise OtpRateLimited(wait)
+    now = utcnow()
+    session = state.session
+    session.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.session_key == session_key,
+            OtpChallenge.used_at.is_(None),
+            OtpChallenge.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    code = new_code(state.settings.otp.digits)
+    expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
+    challenge = OtpChallenge(
+        phone=phone,
+        code_hmac=digest(state, session_key, phone, code),
+        session_key=session_key,
+        client_mac=client_mac,
+        client_ip=client_ip,
+        location=location,
+        created_at=now,
+        expires_at=expires_at,
+        failed_attempts=0,
+    )
+    session.add(challenge)
+    message = state.extension.send(
+        phone,
+        message_text(state, code, host),
+        kind=Kind.OTP,
+        location=location,
+        expires_at=expires_at,
+        commit=False,
+    )
+    challenge.message_id = message.id
+    session.commit()  # the challenge and its SMS together; the job is enqueued after this
+    return challenge
+
+
+def check(
+    state: SMSState, challenge_id: int, code: str, *, session_key: str, client_mac: str | None
+) -> Verdict:
+    """Check ``code`` against the session's challenge; each call counts as one try."""
+    table = OtpChallenge.__table__
+    now = utcnow()
+    max_attempts = state.settings.otp.max_attempts
+    session = state.session
+    row = session.execute(
+        update(table)
+        .where(
+            table.c.id == challenge_id,
+            table.c.session_key == session_key,
+            table.c.used_at.is_(None),
+            table.c.revoked_at.is_(None),
+            table.c.expires_at > now,
+            table.c.failed_attempts < max_attempts,
+        )
+        .values(failed_attempts=table.c.failed_attempts + 1)
+        .returning(table.c.phone, table.c.code_hmac, table.c.failed_attempts, table.c.client_mac)
+    ).first()
+    session.commit()
+    if row is None:
+        return Verdict(
+            False, message="This code is no longer valid. Ask for a new code.", dead=True
+        )
+    if row.client_mac and client_mac != row.client_mac:
+        return Verdict(False, message="This code was sent for another device.", dead=True)
+    if hmac.compare_digest(digest(state, session_key, row.phone, code), row.code_hmac):
+        used = session.execute(
+            update(table)
+            .where(table.c.id == challenge_id, table.c.used_at.is_(None))
+            .values(used_at=now)
+        )
+        session.commit()
+        if used.rowcount == 1:
+            return Verdict(True, phone=row.phone)
+        return Verdict(False, message="This code was already used.", dead=True)
+    left = max_attempts - row.failed_attempts
+    if left <= 0:
+        return Verdict(False, message="Too many wrong codes. Ask for a new code.", dead=True)
+    return Verdict(
+        False, message=f"That code is not right. {left} tr{'y' if left == 1 else 'ies'} left."
+    )

@@ -1,0 +1,199 @@
+"""The OTP step on the host's splash blueprints (``sms.protect``).
+
+Like Flask-WTF's ``exempt`` and Flask-Limiter's blueprint limits, ``protect`` only records the
+blueprint; one app-level ``before_request`` hook handles the code page's posts for every
+protected blueprint, so it works whether ``protect`` runs before or after registration. The
+code page posts back to the splash page's own URL, query string included, so the captive
+portal's parameters survive the whole round trip untouched.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from flask import current_app, make_response, render_template, request, session
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from werkzeug.exceptions import BadRequest
+from wtforms.validators import ValidationError
+
+from . import otp
+from .phone import normalize_phone
+from .state import SMSState, get_state
+
+SESSION_KEY = "sms_otp"
+"""Flask session entry: the browser's random key and the pending challenge."""
+MAC_PARAMETERS = ("mac", "id", "client_mac")
+"""Query parameters carrying the client MAC (MikroTik/generic ``mac``, UniFi ``id``)."""
+MAX_CODE_INPUT = 32
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What the host registered for one blueprint."""
+
+    on_verified: Callable[[str, bool], ResponseReturnValue]
+    required: Callable[[], bool]
+    location: Callable[[], str | None]
+    region: Callable[[], str | None]
+
+
+class SessionExpired(BadRequest):
+    description = "Your session expired. Please enter your phone number again."
+
+
+def protection(protected: dict[str, Protection]) -> Protection | None:
+    """The registration that covers the current request's blueprint, if any."""
+    for name in request.blueprints:
+        if name in protected:
+            return protected[name]
+    return None
+
+
+def _check_csrf() -> None:
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except ValidationError as exc:
+            raise CSRFError(exc.args[0]) from None  # a 400 with the reason
+
+
+def _client_mac() -> str | None:
+    for name in MAC_PARAMETERS:
+        value = request.args.get(name, "").strip().lower()
+        if value and len(value) <= 32:
+            return value
+    return None
+
+
+def _browser_key() -> str:
+    pending = session.setdefault(SESSION_KEY, {})
+    if "key" not in pending:
+        pending["key"] = secrets.token_urlsafe(24)
+        session.modified = True
+    return pending["key"]
+
+
+def own_url() -> str:
+    """This page's URL with its query string exactly as received (the controller's data)."""
+    query = request.query_string.decode("latin-1")
+    return f"{request.path}?{query}" if query else request.path
+
+
+def _readable(phone: str) -> str:
+    number = phonenumbers.parse(phone)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def code_page(
+    state: SMSState, *, error: str = "", notice: str = "", status: int = 200
+) -> ResponseReturnValue:
+    """The page asking for the code, for the pending challenge of this browser."""
+    pending = session.get(SESSION_KEY) or {}
+    wait = otp.resend_wait(state, pending["key"]) if pending.get("key") else 0
+    page = render_template(
+        "sms/otp/code.html",
+        phone=_readable(pending["phone"]),
+        digits=state.settings.otp.digits,
+        resend_wait=wait,
+        action=own_url(),
+        error=error,
+        notice=notice,
+    )
+    return page, status
+
+
+def verify_phone(protected: dict[str, Protection], raw_phone: str) -> ResponseReturnValue:
+    """Start verification of ``raw_phone`` (see :meth:`sms_ext.SMS.verify_phone`)."""
+    rule = protection(protected)
+    if rule is None:
+        raise RuntimeError(
+            "verify_phone() was called outside a protected blueprint: call "
+            "'sms.protect(blueprint, on_verified=...)' for the splash blueprint first."
+        )
+    _check_csrf()
+    state = get_state()
+    policy = state.settings.otp
+    phone = normalize_phone(
+        (raw_phone or "")[:64],
+        default_region=rule.region() or state.settings.default_region,
+        allowed_regions=policy.allowed_regions,
+        allow_fixed_line=policy.allow_fixed_line,
+    )
+    if not rule.required():
+        return rule.on_verified(phone, False)
+    key = _browser_key()
+    challenge = otp.issue(
+        state,
+        phone,
+        session_key=key,
+        host=request.host.split(":")[0],
+        client_ip=request.remote_addr,
+        client_mac=_client_mac(),
+        location=rule.location(),
+    )
+    session[SESSION_KEY] = {"key": key, "challenge": challenge.id, "phone": phone}
+    return code_page(state)
+
+
+def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
+    code = "".join(request.form.get("code", "")[:MAX_CODE_INPUT].split())
+    digits = state.settings.otp.digits
+    if not code.isdigit() or len(code) != digits:
+        return code_page(
+            state, error=f"Enter the {digits}-digit code from the text message.", status=400
+        )
+    verdict = otp.check(
+        state, pending["challenge"], code, session_key=pending["key"], client_mac=_client_mac()
+    )
+    if not verdict.ok:
+        return code_page(state, error=verdict.message, status=400)
+    session[SESSION_KEY] = {"key": pending["key"]}
+    return rule.on_verified(verdict.phone, True)
+
+
+def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
+    try:
+        challenge = otp.issue(
+            state,
+            pending["phone"],
+            session_key=pending["key"],
+            host=request.host.split(":")[0],
+            client_ip=request.remote_addr,
+            client_mac=_client_mac(),
+            location=rule.location(),
+        )
+    except otp.OtpRateLimited as limited:
+        return code_page(state, error=limited.description, status=429)
+    session[SESSION_KEY] = {**pending, "challenge": challenge.id}
+    return code_page(state, notice="A new code is on its way.")
+
+
+def handle_step(protected: dict[str, Protection]) -> ResponseReturnValue | None:
+    """``before_request``: answer the code page's posts on protected blueprints."""
+    if request.method != "POST" or request.form.get("sms_step") not in ("code", "resend"):
+        return None
+    rule = protection(protected)
+    if rule is None:
+        return None
+    _check_csrf()
+    pending = session.get(SESSION_KEY) or {}
+    if not pending.get("challenge") or not pending.get("phone"):
+        raise SessionExpired()
+    state = get_state()
+    step = _code_step if request.form["sms_step"] == "code" else _resend_step
+    return make_response(step(state, rule, pending))
+
+
+def error_page(error: otp.OtpRateLimited | otp.OtpUnavailable) -> ResponseReturnValue:
+    """A friendly page for limits and outages raised while asking for a code."""
+    return render_template("sms/otp/error.html", error=error, back=own_url()), error.code
+
+
+def register_template_globals(app: Any) -> None:
+    """``csrf_token()`` for the host's splash forms, unless Flask-WTF's CSRFProtect did it."""
+    app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
