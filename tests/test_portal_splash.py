@@ -111,7 +111,9 @@ def test_form_posts_back_to_the_full_url_with_every_parameter(
     assert 'name="terms"' in page and "<details>" in page and "No torrents." in page
     assert 'name="marketing"' in page
     head = page.split("</head>")[0]
-    assert "<script" not in page and "<link" not in head and "http" not in head  # self-contained
+    # Self-contained: no scripts, no stylesheets or icons fetched from anywhere.
+    assert "<script" not in page and "http" not in head
+    assert re.search(r"<link[^>]+href=\"(?!data:)", head) is None
 
 
 def test_page_without_terms_has_no_terms_checkbox_and_hint_follows_region(
