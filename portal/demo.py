@@ -14,6 +14,8 @@ import time
 
 from flask_migrate import upgrade
 
+from sms_ext.state import embedded_redis_socket, stop_embedded_redis
+
 from . import create_app
 from .cli import DEMO_ADMIN, seed_demo
 
@@ -26,18 +28,16 @@ def main() -> int:
     with app.app_context():
         upgrade()
         seeded = seed_demo()
-    keeper = None
-    if not app.config.get("SMS_REDIS_URL"):
-        from sms_ext.state import connect_redis
-
-        # This process owns the embedded server (it stops when this process exits); the
-        # worker and web processes attach to it through the same file in instance/.
-        keeper = connect_redis(None, app.instance_path)
-        keeper.ping()
+    env = dict(os.environ)
+    embedded = not app.config.get("SMS_REDIS_URL")
+    if embedded:
+        # This process owns the embedded server; the worker and the web app get its socket as
+        # their Redis URL, so all three share one queue.
+        env["FLASK_SMS_REDIS_URL"] = "unix://" + embedded_redis_socket(app.instance_path)
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     children = [
-        subprocess.Popen([*flask, "sms", "worker"]),
-        subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(PORT)]),
+        subprocess.Popen([*flask, "sms", "worker"], env=env),
+        subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(PORT)], env=env),
     ]
     base = f"http://{HOST}:{PORT}"
     login = (
@@ -52,7 +52,7 @@ def main() -> int:
         f"&link-login-only={base}/demo/controller-login&link-orig=http://example.com/\n"
         f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox{login}\n"
         f"  database: {app.config['SQLALCHEMY_DATABASE_URI']}\n"
-        f"  redis: {'embedded (instance/)' if keeper is not None else 'SMS_REDIS_URL'}\n"
+        f"  redis: {'embedded (instance/)' if embedded else 'SMS_REDIS_URL'}\n"
         "  Ctrl-C stops the web app, the worker and the embedded Redis.\n",
         flush=True,
     )
@@ -70,6 +70,8 @@ def main() -> int:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if embedded:
+            stop_embedded_redis(app.instance_path)
     return max((child.returncode or 0) for child in children)
 
 

