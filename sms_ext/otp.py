@@ -9,12 +9,15 @@ before anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
@@ -71,13 +74,23 @@ class Verdict:
 
 
 def _limiter(state: SMSState) -> Limiter:
-    otp = state.settings.otp
-    groups = {
-        "phone": otp.limit_phone,
-        "client": otp.limit_client,
-        "location": otp.limit_location,
-    }
-    return Limiter(state.redis, groups, prefix=f"sms_ext:{state.settings.queue}")
+    """The app's OTP limiter, built on first use (parsing limits costs per request otherwise)."""
+    limiter = state.cache.get("otp_limiter")
+    if limiter is None:
+        otp = state.settings.otp
+        groups = {
+            "phone": otp.limit_phone,
+            "client": otp.limit_client,
+            "location": otp.limit_location,
+        }
+        prefix = f"sms_ext:{state.settings.queue}"
+        limiter = state.cache["otp_limiter"] = Limiter(state.redis, groups, prefix=prefix)
+    return limiter
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(template: str) -> Template:
+    return _templates.from_string(template)
 
 
 def digest(state: SMSState, session_key: str, phone: str, code: str) -> str:
@@ -92,7 +105,7 @@ def new_code(digits: int) -> str:
 
 def message_text(state: SMSState, code: str, host: str) -> str:
     """The SMS: the configured template, then the WebOTP line that lets phones autofill."""
-    text = _templates.from_string(state.settings.otp.message).render(code=code).strip()
+    text = _compiled(state.settings.otp.message).render(code=code).strip()
     return f"{text}\n\n@{host} #{code}"
 
 
@@ -106,13 +119,16 @@ def latest(state: SMSState, session_key: str) -> OtpChallenge | None:
     return state.session.scalar(query)
 
 
-def resend_wait(state: SMSState, session_key: str) -> int:
-    """Seconds before this session may ask for another code (0: now)."""
-    last = latest(state, session_key)
+def _cooldown(state: SMSState, last: OtpChallenge | None) -> int:
     if last is None:
         return 0
     ready = last.created_at + timedelta(seconds=state.settings.otp.resend_seconds)
-    return max(0, -(-int((ready - utcnow()).total_seconds() * 1000) // 1000))
+    return max(0, math.ceil((ready - utcnow()).total_seconds()))
+
+
+def resend_wait(state: SMSState, session_key: str) -> int:
+    """Seconds before this session may ask for another code (0: now)."""
+    return _cooldown(state, latest(state, session_key))
 
 
 def issue(
@@ -124,13 +140,15 @@ def issue(
     client_ip: str | None,
     client_mac: str | None,
     location: str | None,
-) -> OtpChallenge:
-    """Send a new code to ``phone`` for this session; earlier codes of the session die.
+) -> int:
+    """Send a new code to ``phone`` for this session (its earlier code dies); returns the
+    challenge id.
 
     Raises :class:`OtpRateLimited` when a limit or the resend cooldown refuses, and
     :class:`OtpUnavailable` when Redis cannot be asked (we fail closed: no limits, no SMS).
     """
-    wait = resend_wait(state, session_key)
+    last = latest(state, session_key)
+    wait = _cooldown(state, last)
     if wait:
         raise OtpRateLimited(wait)
     try:
@@ -148,29 +166,15 @@ def issue(
         raise OtpRateLimited(wait)
     now = utcnow()
     session = state.session
-    session.execute(
-        update(OtpChallenge)
-        .where(
-            OtpChallenge.session_key == session_key,
-            OtpChallenge.used_at.is_(None),
-            OtpChallenge.revoked_at.is_(None),
+    if last is not None and last.used_at is None and last.revoked_at is None:
+        # Each issue ends the one before, so a session has at most this one open code.
+        session.execute(
+            update(OtpChallenge)
+            .where(OtpChallenge.id == last.id, OtpChallenge.used_at.is_(None))
+            .values(revoked_at=now)
         )
-        .values(revoked_at=now)
-    )
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
-    challenge = OtpChallenge(
-        phone=phone,
-        code_hmac=digest(state, session_key, phone, code),
-        session_key=session_key,
-        client_mac=client_mac,
-        client_ip=client_ip,
-        location=location,
-        created_at=now,
-        expires_at=expires_at,
-        failed_attempts=0,
-    )
-    session.add(challenge)
     message = state.extension.send(
         phone,
         message_text(state, code, host),
@@ -179,9 +183,23 @@ def issue(
         expires_at=expires_at,
         commit=False,
     )
-    challenge.message_id = message.id
+    challenge = OtpChallenge(
+        phone=phone,
+        code_hmac=digest(state, session_key, phone, code),
+        session_key=session_key,
+        client_mac=client_mac,
+        client_ip=client_ip,
+        location=location,
+        message_id=message.id,
+        created_at=now,
+        expires_at=expires_at,
+        failed_attempts=0,
+    )
+    session.add(challenge)
+    session.flush()
+    challenge_id = challenge.id
     session.commit()  # the challenge and its SMS together; the job is enqueued after this
-    return challenge
+    return challenge_id
 
 
 def check(

@@ -90,11 +90,20 @@ def _readable(phone: str) -> str:
 
 
 def code_page(
-    state: SMSState, *, error: str = "", notice: str = "", status: int = 200
+    state: SMSState,
+    *,
+    error: str = "",
+    notice: str = "",
+    status: int = 200,
+    wait: int | None = None,
 ) -> ResponseReturnValue:
-    """The page asking for the code, for the pending challenge of this browser."""
+    """The page asking for the code, for the pending challenge of this browser.
+
+    :param wait: seconds until a resend is allowed, when the caller knows (a code just sent).
+    """
     pending = session.get(SESSION_KEY) or {}
-    wait = otp.resend_wait(state, pending["key"]) if pending.get("key") else 0
+    if wait is None:
+        wait = otp.resend_wait(state, pending["key"])
     page = render_template(
         "sms/otp/code.html",
         phone=_readable(pending["phone"]),
@@ -127,7 +136,7 @@ def verify_phone(protected: dict[str, Protection], raw_phone: str) -> ResponseRe
     if not rule.required():
         return rule.on_verified(phone, False)
     key = _browser_key()
-    challenge = otp.issue(
+    challenge_id = otp.issue(
         state,
         phone,
         session_key=key,
@@ -136,8 +145,8 @@ def verify_phone(protected: dict[str, Protection], raw_phone: str) -> ResponseRe
         client_mac=_client_mac(),
         location=rule.location(),
     )
-    session[SESSION_KEY] = {"key": key, "challenge": challenge.id, "phone": phone}
-    return code_page(state)
+    session[SESSION_KEY] = {"key": key, "challenge": challenge_id, "phone": phone}
+    return code_page(state, wait=state.settings.otp.resend_seconds)
 
 
 def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
@@ -158,7 +167,7 @@ def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> Re
 
 def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
     try:
-        challenge = otp.issue(
+        challenge_id = otp.issue(
             state,
             pending["phone"],
             session_key=pending["key"],
@@ -169,8 +178,10 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
         )
     except otp.OtpRateLimited as limited:
         return code_page(state, error=limited.description, status=429)
-    session[SESSION_KEY] = {**pending, "challenge": challenge.id}
-    return code_page(state, notice="A new code is on its way.")
+    session[SESSION_KEY] = {**pending, "challenge": challenge_id}
+    return code_page(
+        state, notice="A new code is on its way.", wait=state.settings.otp.resend_seconds
+    )
 
 
 def handle_step(protected: dict[str, Protection]) -> ResponseReturnValue | None:

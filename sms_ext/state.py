@@ -38,6 +38,8 @@ class SMSState:
     vault: Vault
     db: SQLAlchemy
     instance_path: str
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Per-app objects built on first use (the OTP rate limiter)."""
     _redis: Redis | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
