@@ -70,7 +70,7 @@ from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 from unittest import mock
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import psycopg
 import requests
@@ -79,11 +79,11 @@ from otp_bare import MARKER as BARE_MARKER
 from pipeline import (
     ROOT,
     START_TIMEOUT,
-    _drop_schema,
     _interrupt,
     best_effort,
     forget_queue,
     percentile,
+    private_schema,
     stop_process,
     verdict,
     wait_until,
@@ -112,19 +112,6 @@ PROFILE_WARMUP = 50
 
 
 # -- the database, the portal's configuration and gunicorn ---------------------------------------
-
-
-def private_schema(stack: ExitStack, url: str) -> tuple[str, str]:
-    """An empty PostgreSQL schema for this run (dropped with the stack) and the URL into it."""
-    schema = f"otp_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    stack.callback(admin.dispose)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    stack.callback(best_effort, _drop_schema, admin, schema)
-    separator = "&" if "?" in url else "?"
-    kind = f"PostgreSQL {admin.url.host}:{admin.url.port}/{admin.url.database}, schema {schema}"
-    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}", kind
 
 
 def portal_config(database_url: str, redis_url: str, queue: str, csrf: bool) -> dict[str, Any]:
@@ -923,7 +910,7 @@ def run(args: argparse.Namespace) -> bool:
     Redis.from_url(args.redis, socket_connect_timeout=5).ping()  # fail before anything starts
     with ExitStack() as stack:
         stack.callback(best_effort, forget_keys, args.redis, queue)
-        database_url, database_kind = private_schema(stack, args.database)
+        database_url, database_kind = private_schema(stack, args.database, "otp_bench")
         config = portal_config(database_url, args.redis, queue, csrf=not args.no_csrf)
         env = flask_env(config)
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-")))

@@ -112,6 +112,19 @@ def start_redis(stack: ExitStack, url: str | None) -> tuple[str, str]:
     return server.url, f"private redis-server at {server.url}"
 
 
+def private_schema(stack: ExitStack, url: str, prefix: str) -> tuple[str, str]:
+    """An empty PostgreSQL schema for this run (dropped with the stack) and the URL into it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    stack.callback(admin.dispose)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    stack.callback(best_effort, _drop_schema, admin, schema)
+    separator = "&" if "?" in url else "?"
+    kind = f"PostgreSQL {admin.url.host}:{admin.url.port}/{admin.url.database}, schema {schema}"
+    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}", kind
+
+
 def prepare_database(stack: ExitStack, url: str | None) -> tuple[str, str]:
     """An empty database with the extension's tables; private to this run, dropped after.
 
@@ -124,15 +137,7 @@ def prepare_database(stack: ExitStack, url: str | None) -> tuple[str, str]:
         url = f"sqlite:///{directory}/bench.db"
         kind = f"SQLite file in {directory}"
     elif url.startswith("postgresql"):
-        schema = f"sms_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(url)
-        stack.callback(admin.dispose)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        stack.callback(best_effort, _drop_schema, admin, schema)
-        separator = "&" if "?" in url else "?"
-        url = f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-        kind = f"PostgreSQL {admin.url.host}:{admin.url.port}/{admin.url.database}, schema {schema}"
+        url, kind = private_schema(stack, url, "sms_bench")
     else:
         kind = url
     engine = sa.create_engine(url)
