@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
-from sqlalchemy import insert
 
 from . import config, otp, otp_flow, outbox
 from .cli import sms_cli
@@ -229,18 +228,36 @@ class SMS:
             )
             for to, body in recipients
         ]
-        session = state.session
         size = state.settings.batch_size
         ids: list[int] = []
         for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            job_id = outbox.new_job_id()
-            for row in chunk:
-                row["job_id"] = job_id if row["status"] == Status.QUEUED else None
-            chunk_ids = list(session.scalars(insert(Message).returning(Message.id), chunk))
-            ids.extend(chunk_ids)
-            queued = [i for i, row in zip(chunk_ids, chunk, strict=True) if row["job_id"]]
-            if queued:
-                outbox.enqueue_after_commit(session, state.queue, job_id, queued)
-        session.commit()
+            ids.extend(outbox.add_rows(state.session, state.queue, rows[start : start + size]))
+        state.session.commit()
         return ids
+
+    def queue_message(
+        self,
+        to: str,
+        body: str,
+        *,
+        kind: str,
+        location: str | None,
+        expires_at: datetime,
+        region: str | None = None,
+    ) -> int:
+        """Like :meth:`send` with ``commit=False``, but returns only the new message's id.
+
+        The hot path of guest codes: one Core INSERT, no ORM object to build and flush.
+        """
+        state = get_state()
+        row = self._row(
+            state,
+            to,
+            body,
+            kind=kind,
+            location=location,
+            customer=None,
+            expires_at=self._expiry(state, expires_at),
+            region=region,
+        )
+        return outbox.add_rows(state.session, state.queue, [row])[0]

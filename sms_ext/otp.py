@@ -20,7 +20,7 @@ from datetime import timedelta
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import Row, insert, select, update
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from .models import Kind, OtpChallenge, utcnow
@@ -109,17 +109,19 @@ def message_text(state: SMSState, code: str, host: str) -> str:
     return f"{text}\n\n@{host} #{code}"
 
 
-def latest(state: SMSState, session_key: str) -> OtpChallenge | None:
+def latest(state: SMSState, session_key: str) -> Row | None:
+    """The session's newest challenge: id, created_at, used_at, revoked_at."""
+    table = OtpChallenge.__table__
     query = (
-        select(OtpChallenge)
-        .where(OtpChallenge.session_key == session_key)
-        .order_by(OtpChallenge.id.desc())
+        select(table.c.id, table.c.created_at, table.c.used_at, table.c.revoked_at)
+        .where(table.c.session_key == session_key)
+        .order_by(table.c.id.desc())
         .limit(1)
     )
-    return state.session.scalar(query)
+    return state.session.execute(query).first()
 
 
-def _cooldown(state: SMSState, last: OtpChallenge | None) -> int:
+def _cooldown(state: SMSState, last: Row | None) -> int:
     if last is None:
         return 0
     ready = last.created_at + timedelta(seconds=state.settings.otp.resend_seconds)
@@ -175,29 +177,30 @@ def issue(
         )
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
-    message = state.extension.send(
+    message_id = state.extension.queue_message(
         phone,
         message_text(state, code, host),
         kind=Kind.OTP,
         location=location,
         expires_at=expires_at,
-        commit=False,
     )
-    challenge = OtpChallenge(
-        phone=phone,
-        code_hmac=digest(state, session_key, phone, code),
-        session_key=session_key,
-        client_mac=client_mac,
-        client_ip=client_ip,
-        location=location,
-        message_id=message.id,
-        created_at=now,
-        expires_at=expires_at,
-        failed_attempts=0,
-    )
-    session.add(challenge)
-    session.flush()
-    challenge_id = challenge.id
+    table = OtpChallenge.__table__
+    challenge_id = session.execute(
+        insert(table)
+        .values(
+            phone=phone,
+            code_hmac=digest(state, session_key, phone, code),
+            session_key=session_key,
+            client_mac=client_mac,
+            client_ip=client_ip,
+            location=location,
+            message_id=message_id,
+            created_at=now,
+            expires_at=expires_at,
+            failed_attempts=0,
+        )
+        .returning(table.c.id)
+    ).scalar_one()
     session.commit()  # the challenge and its SMS together; the job is enqueued after this
     return challenge_id
 

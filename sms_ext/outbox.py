@@ -14,10 +14,10 @@ from datetime import datetime
 
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import bindparam, event, insert, update
 from sqlalchemy.orm import Session
 
-from .models import Message
+from .models import Message, Status
 
 log = logging.getLogger("sms_ext")
 
@@ -61,6 +61,19 @@ def enqueue(queue: Queue, job_id: str, ids: Sequence[int], at: datetime | None =
         )
         return False
     return True
+
+
+def add_rows(session: Session, queue: Queue, rows: list[dict]) -> list[int]:
+    """Insert message rows (one Core statement) and give the queued ones one job, enqueued
+    after the commit; returns the new ids in order."""
+    job_id = new_job_id()
+    for row in rows:
+        row["job_id"] = job_id if row["status"] == Status.QUEUED else None
+    ids = list(session.scalars(insert(Message).returning(Message.id), rows))
+    queued = [i for i, row in zip(ids, rows, strict=True) if row["job_id"]]
+    if queued:
+        enqueue_after_commit(session, queue, job_id, queued)
+    return ids
 
 
 def assign_job(session: Session, job_id: str, ids: Sequence[int]) -> None:
