@@ -14,16 +14,6 @@ MASK = "****"
 SENSITIVE_HEADER_WORDS = ("authorization", "auth", "key", "token", "secret", "password", "cookie")
 
 
-def mask_secret(value: str | None) -> str:
-    """Show a secret as ``****`` plus its last four characters when it is long enough to spare them.
-
-    Short secrets are masked whole: revealing four of eight characters would halve them.
-    """
-    if not value:
-        return ""
-    return MASK + value[-4:] if len(value) >= 16 else MASK
-
-
 def _spellings(secret: str) -> set[str]:
     forms = {secret, quote(secret, safe=""), quote_plus(secret)}
     return {form for form in forms if form}
