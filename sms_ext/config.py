@@ -21,6 +21,7 @@ RETRY_MAX_SECONDS = "SMS_RETRY_MAX_SECONDS"
 LEASE_SECONDS = "SMS_LEASE_SECONDS"
 SWEEP_INTERVAL = "SMS_SWEEP_INTERVAL"
 BATCH_SIZE = "SMS_BATCH_SIZE"
+ADMIN_URL_PREFIX = "SMS_ADMIN_URL_PREFIX"
 OTP_DIGITS = "SMS_OTP_DIGITS"
 OTP_TTL_SECONDS = "SMS_OTP_TTL_SECONDS"
 OTP_MAX_ATTEMPTS = "SMS_OTP_MAX_ATTEMPTS"
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     LEASE_SECONDS: 120,
     SWEEP_INTERVAL: 30,
     BATCH_SIZE: 200,
+    ADMIN_URL_PREFIX: "/sms/admin",
     OTP_DIGITS: 6,
     OTP_TTL_SECONDS: 300,
     OTP_MAX_ATTEMPTS: 5,
@@ -92,6 +94,7 @@ class Settings:
     lease_seconds: float
     sweep_interval: float
     batch_size: int
+    admin_url_prefix: str
     otp: OtpSettings
 
 
@@ -218,6 +221,12 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         lease_seconds=_number(config, LEASE_SECONDS, 10, 3600),
         sweep_interval=_number(config, SWEEP_INTERVAL, 1, 3600),
         batch_size=int(_number(config, BATCH_SIZE, 1, 5000)),
+        admin_url_prefix=_text(
+            config,
+            ADMIN_URL_PREFIX,
+            lambda v: v.startswith("/") and " " not in v,
+            "must be a URL path starting with /",
+        ).rstrip("/"),
         otp=_otp(config),
     )
     if settings.retry_max_seconds < settings.retry_base_seconds:

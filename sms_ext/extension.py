@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
-from . import config, otp, otp_flow, outbox
+from . import admin, config, otp, otp_flow, outbox
 from .cli import sms_cli
 from .models import Gateway, Kind, Message, Status, utcnow
 from .phone import normalize_phone
@@ -29,6 +29,7 @@ class SMS:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._protected: dict[str, otp_flow.Protection] = {}
+        self.admin_callback: Callable[[], bool | ResponseReturnValue] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -50,10 +51,23 @@ class SMS:
         )
         app.cli.add_command(sms_cli)
         app.register_blueprint(Blueprint("sms", __name__, template_folder="templates"))
+        app.register_blueprint(admin.bp, url_prefix=settings.admin_url_prefix)
         app.before_request(lambda: otp_flow.handle_step(self._protected))
         app.register_error_handler(otp.OtpRateLimited, otp_flow.error_page)
         app.register_error_handler(otp.OtpUnavailable, otp_flow.error_page)
         otp_flow.register_template_globals(app)
+
+    def admin_check(
+        self, callback: Callable[[], bool | ResponseReturnValue]
+    ) -> Callable[[], bool | ResponseReturnValue]:
+        """Register who may use the admin pages (decorator, Flask-Login style).
+
+        The callback runs before every admin request: ``True`` lets it through, a response
+        (say, a redirect to the host's login page) is returned as is, anything else is a 403.
+        Without a callback every admin page is denied.
+        """
+        self.admin_callback = callback
+        return callback
 
     def protect(
         self,
