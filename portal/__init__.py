@@ -61,7 +61,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS)
     sms.init_app(app)
 
-    from . import cli, demo_pages, models, splash, views  # noqa: F401 (models: for migrations)
+    from . import auth, cli, demo_pages, models, splash, views  # noqa: F401 (models: migrations)
+
+    auth.login_manager.init_app(app)
+    app.register_blueprint(auth.bp)
 
     app.register_blueprint(views.bp)
     app.register_blueprint(splash.bp)

@@ -103,3 +103,24 @@ def seed_demo_command(region: str, password: str | None) -> None:
         click.echo(line)
     if report.password and not password:
         click.echo(f"Admin login: {DEMO_ADMIN} / {report.password}  (shown once: note it)")
+
+
+@portal_cli.command("create-admin")
+@click.argument("username")
+@click.password_option(help="The password (asked twice when not given).")
+@with_appcontext
+def create_admin_command(username: str, password: str) -> None:
+    """Create an admin, or set a new password for an existing one."""
+    username = username.strip()
+    if not username or len(username) > 80:
+        raise click.BadParameter("1 to 80 characters.", param_hint="USERNAME")
+    if len(password) < 10:
+        raise click.BadParameter("at least 10 characters.", param_hint="--password")
+    admin = db.session.scalar(select(Admin).where(Admin.username == username))
+    created = admin is None
+    if created:
+        admin = Admin(username=username)
+        db.session.add(admin)
+    admin.set_password(password)
+    db.session.commit()
+    click.echo(f"Admin {username!r} {'created' if created else 'password changed'}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_login import UserMixin
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -101,7 +102,7 @@ class GuestSession(db.Model):
         return f"<GuestSession {self.id} guest {self.guest_id} at {self.location_id}>"
 
 
-class Admin(db.Model):
+class Admin(UserMixin, db.Model):
     """A venue administrator; passwords are stored as werkzeug hashes only."""
 
     __tablename__ = "admin"

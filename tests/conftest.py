@@ -19,6 +19,8 @@ from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from sqlalchemy import create_engine, text
 
+from portal import create_app as create_portal
+from portal.extensions import db as portal_db
 from sms_ext import SMS, metadata
 from sms_ext.worker import AppWorker
 from tests.browser import browser_required, browser_status, chromium_found
@@ -143,6 +145,31 @@ def app(
 def app_ctx(app: Flask) -> Iterator[Flask]:
     with app.app_context():
         yield app
+
+
+@pytest.fixture
+def portal_app(
+    backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis
+) -> Iterator[Flask]:
+    """The demo portal on this test's database (portal and sms tables, emptied) and Redis."""
+    app = create_portal(
+        {
+            "SECRET_KEY": TEST_KEY,
+            "SQLALCHEMY_DATABASE_URI": database_urls[backend],
+            "SMS_REDIS_URL": redis_url,
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
+    with app.app_context():
+        metadata.create_all(portal_db.engine)
+        portal_db.create_all()
+        tables = [*reversed(portal_db.metadata.sorted_tables), *reversed(metadata.sorted_tables)]
+        with portal_db.engine.begin() as connection:
+            for table in tables:
+                connection.execute(table.delete())
+    yield app
+    with app.app_context():
+        portal_db.engine.dispose()
 
 
 def drain(app: Flask, *, with_scheduler: bool = False) -> None:

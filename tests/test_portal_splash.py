@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from redis import Redis
 from sqlalchemy import func, select
 
 from portal import create_app
 from portal.extensions import db, sms
 from portal.models import Admin, Guest, GuestSession, Location, SplashPage
-from sms_ext import Gateway, Message, Status, metadata
+from sms_ext import Gateway, Message, Status
 from tests.conftest import TEST_KEY, drain
 
 MIKROTIK = (
@@ -32,30 +30,6 @@ GENERIC = (
     "mac=02-00-00-00-00-09&ip=10.1.2.3&ap=lobby"
     "&redirect=https%3A%2F%2Fexample.org%2F&login_url=https%3A%2F%2Fgw.example%2Fauth"
 )
-
-
-@pytest.fixture
-def portal_app(
-    backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis
-) -> Iterator[Flask]:
-    """The demo portal on this test's database (portal and sms tables, emptied) and Redis."""
-    app = create_app(
-        {
-            "SECRET_KEY": TEST_KEY,
-            "SQLALCHEMY_DATABASE_URI": database_urls[backend],
-            "SMS_REDIS_URL": redis_url,
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
-    with app.app_context():
-        metadata.create_all(db.engine)
-        db.create_all()
-        with db.engine.begin() as connection:
-            for table in [*reversed(db.metadata.sorted_tables), *reversed(metadata.sorted_tables)]:
-                connection.execute(table.delete())
-    yield app
-    with app.app_context():
-        db.engine.dispose()
 
 
 @pytest.fixture
