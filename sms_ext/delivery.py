@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import outbox
+from . import outbox, runtime
 from .gateway_store import gateway_config
 from .gateways import Driver, OutgoingSMS, SendResult, make_driver
 from .models import Gateway, Message, MessageAttempt, Status, utcnow
@@ -264,6 +264,23 @@ def expire(session: Session, messages: Sequence[Message], now: datetime) -> None
     )
 
 
+def log_attempts(rounds: Sequence[Round]) -> None:
+    """Debug logging switched on in the settings: every request and answer, secrets masked."""
+    for r in rounds:
+        for gateway, result in r.results:
+            log.info(
+                "message %s via %s: %s in %d ms, HTTP %s %s\n%s\n--- answer ---\n%s",
+                r.message.id,
+                gateway.name,
+                "ok" if result.ok else "failed",
+                result.duration_ms,
+                result.http_status,
+                result.error,
+                result.request_summary,
+                result.response_excerpt,
+            )
+
+
 def deliver(state: SMSState, ids: Sequence[int]) -> dict[str, int]:
     """Claim, send and settle the messages ``ids``; returns counts for the job result/logs."""
     session = state.session
@@ -277,6 +294,8 @@ def deliver(state: SMSState, ids: Sequence[int]) -> dict[str, int]:
         expire(session, expired, now)
     gateways = list(session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)))
     rounds = run_rounds(state, live, gateways)
+    if runtime.current(state).debug_logging:
+        log_attempts(rounds)
     retries = settle(state, rounds, utcnow())
     for due, (job_id, retry_ids) in retries.items():
         outbox.enqueue(state.queue, job_id, retry_ids, at=due.replace(tzinfo=UTC))

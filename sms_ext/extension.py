@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
-from . import admin, config, otp, otp_flow, outbox
+from . import admin, config, otp, otp_flow, outbox, runtime
 from .cli import sms_cli
 from .models import Gateway, Kind, Message, Status, utcnow
 from .phone import normalize_phone
@@ -104,7 +104,7 @@ class SMS:
     @staticmethod
     def _expiry(state: SMSState, expires_at: datetime | None) -> datetime:
         if expires_at is None:
-            return utcnow() + timedelta(days=state.settings.days_to_expire)
+            return utcnow() + timedelta(days=runtime.current(state).days_to_expire)
         if expires_at.tzinfo is not None:
             return expires_at.astimezone(UTC).replace(tzinfo=None)
         return expires_at
@@ -152,11 +152,11 @@ class SMS:
             "attempts": 0,
             "only_gateway": False,
         }
-        if not state.settings.sending_enabled:
+        if not runtime.current(state).sending_enabled:
             row.update(
                 status=Status.FAILED,
                 failed_at=now,
-                last_error="SMS sending is switched off (SMS_SENDING_ENABLED).",
+                last_error="SMS sending is switched off.",
             )
         return row
 

@@ -209,3 +209,13 @@ class OtpChallenge(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_sms_otp_challenge_phone_created", "phone", "created_at"),)
+
+
+class Setting(Base):
+    """An admin-editable setting that overrides its ``SMS_*`` config default at run time."""
+
+    __tablename__ = "sms_setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

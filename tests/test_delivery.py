@@ -188,7 +188,7 @@ def test_sending_switched_off(
     with quiet.app_context():
         message = sms(quiet).send(TO, "quiet")
         assert message.status == Status.FAILED
-        assert message.last_error == "SMS sending is switched off (SMS_SENDING_ENABLED)."
+        assert message.last_error == "SMS sending is switched off."
         assert quiet.extensions["sms"].queue.count == 0
         quiet.extensions["sqlalchemy"].engine.dispose()
 

@@ -11,13 +11,22 @@ from flask.typing import ResponseReturnValue
 
 bp = Blueprint("sms_admin", __name__)
 
-NAV: list[tuple[str, str]] = []
+NAV: list[tuple[str, str]] = [("sms_admin.dashboard", "Dashboard")]
 """(endpoint, label) of each admin area, in menu order; areas add themselves on import."""
+
+
+MENU_ORDER = ("dashboard", "gateways", "logs", "settings")
 
 
 @bp.context_processor
 def navigation() -> dict[str, object]:
-    return {"sms_admin_nav": NAV}
+    """The menu in a fixed order, whatever order the areas were imported in."""
+
+    def rank(entry: tuple[str, str]) -> int:
+        area = entry[0].rsplit(".", 1)[-1]
+        return MENU_ORDER.index(area) if area in MENU_ORDER else len(MENU_ORDER)
+
+    return {"sms_admin_nav": sorted(NAV, key=rank)}
 
 
 @bp.before_request
@@ -34,7 +43,5 @@ def require_admin() -> ResponseReturnValue | None:
     return None
 
 
-from . import dashboard  # noqa: E402  (each area registers its routes and menu entry)
-
-NAV.append(("sms_admin.dashboard", "Dashboard"))
-del dashboard
+# Each area registers its routes and menu entry on import.
+from . import dashboard, settings  # noqa: E402,F401

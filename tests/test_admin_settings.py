@@ -1,0 +1,94 @@
+"""The settings page: sending switch, days to expire, debug logging, applied at run time."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+
+from sms_ext import Status, runtime
+from sms_ext.models import utcnow
+from tests.conftest import drain
+from tests.helpers import custom_gateway
+from tests.simulator import GatewaySimulator
+
+
+@pytest.fixture
+def admin_app(app: Flask) -> Flask:
+    app.config["WTF_CSRF_ENABLED"] = False
+    app.extensions["sms"].extension.admin_check(lambda: True)
+    return app
+
+
+def test_settings_page_is_denied_without_admin_check(app: Flask) -> None:
+    assert app.test_client().get("/sms/admin/settings").status_code == 403
+    app.extensions["sms"].extension.admin_check(lambda: False)
+    assert app.test_client().post("/sms/admin/settings").status_code == 403
+
+
+def test_switching_sending_off_and_on(admin_app: Flask, simulator: GatewaySimulator) -> None:
+    client = admin_app.test_client()
+    page = client.get("/sms/admin/settings").get_data(as_text=True)
+    assert 'name="sending_enabled"' in page and "checked" in page
+    saved = client.post("/sms/admin/settings", data={"days_to_expire": "2"})
+    assert saved.status_code == 302
+    with admin_app.app_context():
+        state = admin_app.extensions["sms"]
+        assert runtime.current(state).sending_enabled is False
+        custom_gateway(admin_app, simulator, "gw")
+        quiet = state.extension.send("+27831234567", "not now")
+        assert (quiet.status, quiet.last_error) == (Status.FAILED, "SMS sending is switched off.")
+    client.post("/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": "0.5"})
+    with admin_app.app_context():
+        state = admin_app.extensions["sms"]
+        message = state.extension.send("+27831234567", "now")
+        assert message.status == Status.QUEUED
+        expected = utcnow() + timedelta(days=0.5)
+        assert abs((message.expires_at - expected).total_seconds()) < 5
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "Days to expire is required."),
+        ("90", "from 0.01 to 30"),
+        ("soon", "Not a valid decimal"),
+    ],
+)
+def test_bad_days_are_refused(admin_app: Flask, value: str, message: str) -> None:
+    response = admin_app.test_client().post(
+        "/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": value}
+    )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_debug_logging_logs_masked_attempts(
+    admin_app: Flask, simulator: GatewaySimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin_app.test_client().post(
+        "/sms/admin/settings",
+        data={"sending_enabled": "y", "days_to_expire": "2", "debug_logging": "y"},
+    )
+    with admin_app.app_context():
+        custom_gateway(
+            admin_app,
+            simulator,
+            "logged",
+            headers=[{"name": "X-Key", "value": "{api_key}"}],
+            api_key="very-secret-api-key-123",
+        )
+        admin_app.extensions["sms"].extension.send("+27831234567", "logged send")
+        with caplog.at_level(logging.INFO, logger="sms_ext"):
+            drain(admin_app)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "sms_ext")
+    assert "via logged: ok" in logged and "logged send" in logged
+    assert "very-secret-api-key-123" not in logged
+
+
+def test_csrf_is_required(app: Flask) -> None:
+    app.extensions["sms"].extension.admin_check(lambda: True)
+    response = app.test_client().post("/sms/admin/settings", data={"days_to_expire": "2"})
+    assert response.status_code == 400
