@@ -40,11 +40,13 @@ def main() -> int:
         subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(PORT)], env=env),
     ]
     base = f"http://{HOST}:{PORT}"
-    login = (
-        f"\n  admin login: {DEMO_ADMIN} / {seeded.password}  (shown once: note it)"
+    password = (
+        f"{DEMO_ADMIN} / {seeded.password} (shown once: note it)"
         if seeded.password
-        else ""
+        else f"{DEMO_ADMIN} (password shown at the first run; "
+        "flask --app wsgi portal create-admin sets a new one)"
     )
+    login = f"\n  SMS admin: {base}/sms/admin/  log in as {password}"
     print(
         f"\n  sms_ext demo portal: open {base}/\n"
         "  guest splash page (as a MikroTik hotspot would open it):\n"
