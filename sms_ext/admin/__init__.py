@@ -44,4 +44,4 @@ def require_admin() -> ResponseReturnValue | None:
 
 
 # Each area registers its routes and menu entry on import.
-from . import dashboard, settings  # noqa: E402,F401
+from . import dashboard, gateways, logs, settings  # noqa: E402,F401
