@@ -22,6 +22,7 @@ LEASE_SECONDS = "SMS_LEASE_SECONDS"
 SWEEP_INTERVAL = "SMS_SWEEP_INTERVAL"
 BATCH_SIZE = "SMS_BATCH_SIZE"
 ADMIN_URL_PREFIX = "SMS_ADMIN_URL_PREFIX"
+ADMIN_FULL_NUMBERS = "SMS_ADMIN_FULL_NUMBERS"
 OTP_DIGITS = "SMS_OTP_DIGITS"
 OTP_TTL_SECONDS = "SMS_OTP_TTL_SECONDS"
 OTP_MAX_ATTEMPTS = "SMS_OTP_MAX_ATTEMPTS"
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     SWEEP_INTERVAL: 30,
     BATCH_SIZE: 200,
     ADMIN_URL_PREFIX: "/sms/admin",
+    ADMIN_FULL_NUMBERS: False,
     OTP_DIGITS: 6,
     OTP_TTL_SECONDS: 300,
     OTP_MAX_ATTEMPTS: 5,
@@ -229,6 +231,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         ).rstrip("/"),
         otp=_otp(config),
     )
+    _flag(config, ADMIN_FULL_NUMBERS)  # read per request by the logs pages; checked here
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(f"{RETRY_MAX_SECONDS} must not be below {RETRY_BASE_SECONDS}.")
     return settings

@@ -144,6 +144,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_sms_message_status_next", "status", "next_attempt_at"),
         Index("ix_sms_message_created", "created_at"),
+        Index("ix_sms_message_kind_created", "kind", "created_at"),
         Index("ix_sms_message_to_created", "to", "created_at"),
         Index("ix_sms_message_location_created", "location", "created_at"),
         Index("ix_sms_message_gateway_created", "gateway_id", "created_at"),
