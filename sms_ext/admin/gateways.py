@@ -13,19 +13,7 @@ from typing import Any
 import requests
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFError
 from sqlalchemy import func, select, update
-from wtforms import (
-    BooleanField,
-    FieldList,
-    Form,
-    FormField,
-    PasswordField,
-    SelectField,
-    StringField,
-    TextAreaField,
-)
 
 from ..gateway_store import save_gateway
 from ..gateways import GatewayConfigError, OutgoingSMS, PreparedCall, driver_class
@@ -36,148 +24,23 @@ from ..models import Gateway, Kind, Message, MessageAttempt, Status
 from ..phone import PhoneNumberError, normalize_phone
 from ..state import get_state
 from . import NAV, bp
+from .gateway_forms import (
+    SAMPLE_MESSAGE,
+    SAMPLE_PHONE,
+    TYPE_LABELS,
+    ActionForm,
+    GatewayForm,
+    build_form,
+    check_action,
+    check_csrf,
+    form_kind,
+    stored_hints,
+    submitted_data,
+)
 
-TYPE_LABELS = {
-    "custom": "Custom HTTP",
-    "twilio": "Twilio",
-    "smsportal": "SMSPortal",
-    "sandbox": "Sandbox (sends nothing)",
-}
-EMPTY_HEADER_ROWS = 2
-SAMPLE_PHONE = "+27831234567"
-SAMPLE_MESSAGE = "Your Wi-Fi code is 123456"
 TEST_MESSAGE = "Test message from the SMS admin: this gateway works."
-MASK_DOT = "\u2022"
-
-
-# -- forms ------------------------------------------------------------------------------------
-
-
-class HeaderRow(Form):
-    """One custom header; nested forms carry no CSRF token of their own."""
-
-    name = StringField("Header name")
-    value = StringField("Header value")
-
-
-class ActionForm(FlaskForm):
-    """The CSRF token of a one-button form (toggle, move, order, delete, test)."""
-
-
-def _secret(label: str) -> PasswordField:
-    return PasswordField(label, render_kw={"autocomplete": "new-password"})
-
-
-class GatewayForm(FlaskForm):
-    """Fields every type has; the type's own fields come from the subclasses."""
-
-    layout: tuple[str, ...] = ()
-    name = StringField("Name")
-    enabled = BooleanField("Enabled", default=True)
-    locations = StringField(
-        "Locations", description="Comma-separated location keys; blank serves every location."
-    )
-    sample_phone = StringField("Sample number", default=SAMPLE_PHONE)
-    sample_message = StringField("Sample message", default=SAMPLE_MESSAGE)
-
-
-class CustomForm(GatewayForm):
-    layout = (
-        "url",
-        "method",
-        "content_type",
-        "payload",
-        "success_response",
-        "headers",
-        "api_key",
-        "api_secret",
-        "from_number",
-        "timeout",
-        "verify_ssl",
-        "lua_script",
-    )
-    url = StringField("URL", description="Placeholders are allowed, e.g. /send?to={phone}.")
-    method = SelectField("Method", choices=["POST", "GET"], validate_choice=False)
-    content_type = SelectField(
-        "Content type",
-        choices=["form", "json"],
-        validate_choice=False,
-        description="form: x-www-form-urlencoded (with GET: the query string). json: needs POST.",
-    )
-    payload = TextAreaField(
-        "Payload", description='Form: a=1&b={message}. JSON: {"text": "{message}"}.'
-    )
-    verify_ssl = BooleanField("Verify the TLS certificate", default=True)
-    success_response = StringField(
-        "Success response", description="Text a successful answer contains; blank: any 2xx."
-    )
-    headers = FieldList(FormField(HeaderRow), label="Custom headers")
-    timeout = StringField("Timeout (seconds)", description="0.1 to 60; default 10.")
-    api_key = _secret("API key")
-    api_secret = _secret("API secret")
-    from_number = StringField("From / sender ID", description="Fills {from}.")
-    lua_script = TextAreaField(
-        "Lua script (advanced)",
-        description="Optional build_request / parse_response functions, run sandboxed.",
-    )
-
-
-class TwilioForm(GatewayForm):
-    layout = (
-        "account_sid",
-        "api_key",
-        "api_secret",
-        "from_number",
-        "status_callback",
-        "base_url",
-        "timeout",
-    )
-    account_sid = StringField("Account SID", description="AC followed by 32 hex characters.")
-    api_key = StringField(
-        "API key SID", description="SK… (recommended); blank to use the Auth Token."
-    )
-    api_secret = _secret("API secret (or Auth Token)")
-    from_number = StringField(
-        "From", description="E.164 number, alphanumeric sender ID or Messaging Service SID."
-    )
-    status_callback = StringField("Status callback URL")
-    base_url = StringField("Base URL", description="Blank: https://api.twilio.com")
-    timeout = StringField("Timeout (seconds)")
-
-
-class SMSPortalForm(GatewayForm):
-    layout = ("client_id", "api_secret", "base_url", "timeout")
-    client_id = StringField("Client ID")
-    api_secret = _secret("API secret")
-    base_url = StringField("Base URL", description="Blank: https://rest.smsportal.com/v1")
-    timeout = StringField("Timeout (seconds)")
-
-
-class SandboxForm(GatewayForm):
-    layout = ()
-
-
-FORMS: dict[str, type[GatewayForm]] = {
-    "custom": CustomForm,
-    "twilio": TwilioForm,
-    "smsportal": SMSPortalForm,
-    "sandbox": SandboxForm,
-}
-
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _check_csrf(form: FlaskForm) -> None:
-    """A failed CSRF check is a 400 (:class:`CSRFError`); fields themselves have no validators."""
-    form.validate()
-    problems = form.errors.get("csrf_token")
-    if problems:
-        raise CSRFError(problems[0])
-
-
-def _action() -> None:
-    _check_csrf(ActionForm())
 
 
 def _ordered() -> list[Gateway]:
@@ -195,79 +58,6 @@ def _gateway(gateway_id: int) -> Gateway:
     if gateway is None:
         abort(404)
     return gateway
-
-
-def mask(secret: str) -> str:
-    """What a page may show of a stored secret: its last 4 characters when it is long."""
-    shown = secret[-4:] if len(secret) >= 16 else ""
-    return MASK_DOT * 4 + shown
-
-
-def _stored_hints(kind: str, gateway: Gateway | None) -> dict[str, str]:
-    """Per secret field, the hint about the value a blank input keeps (as the store does)."""
-    if gateway is None:
-        return {}
-    stored = get_state().vault.open(gateway.secrets_sealed)
-    return {
-        name: f"stored: {mask(str(stored[name]))} \u2014 leave blank to keep"
-        for name in driver_class(kind).secret_fields
-        if stored.get(name)
-    }
-
-
-def _kind(gateway: Gateway | None = None) -> str:
-    kind = request.values.get("type") or (gateway.type if gateway else "custom")
-    return kind if kind in FORMS else "custom"
-
-
-def _initial(kind: str, gateway: Gateway | None) -> dict[str, Any]:
-    """Form data for a GET: the gateway's values, or a preset's, without any secret."""
-    if gateway is None:
-        data: dict[str, Any] = {"enabled": True}
-        preset = PRESETS.get(request.args.get("preset", ""))
-        if kind == "custom" and preset:
-            data.update(preset["config"])
-            data["name"] = preset["label"]
-    else:
-        data = {
-            "name": gateway.name,
-            "enabled": gateway.enabled,
-            "locations": ", ".join(gateway.locations or []),
-        }
-        if gateway.type == kind:
-            data.update(gateway.settings or {})
-    for name in driver_class(kind).secret_fields:
-        data.pop(name, None)
-    if isinstance(data.get("timeout"), float):
-        data["timeout"] = f"{data['timeout']:g}"
-    return data
-
-
-def _build_form(kind: str, gateway: Gateway | None, *, submitted: bool) -> GatewayForm:
-    form_class = FORMS[kind]
-    form = form_class() if submitted else form_class(formdata=None, data=_initial(kind, gateway))
-    if "headers" in form_class.layout:
-        headers = form["headers"]
-        blank = [row for row in headers if not (row["name"].data or row["value"].data)]
-        for _ in range(EMPTY_HEADER_ROWS - len(blank)):
-            headers.append_entry()
-    return form
-
-
-def _submitted(form: GatewayForm, kind: str) -> dict[str, Any]:
-    """The store's form-shaped data from a submitted form."""
-    data: dict[str, Any] = {
-        "name": form.name.data or "",
-        "type": kind,
-        "enabled": bool(form.enabled.data),
-        "locations": form.locations.data or "",
-    }
-    for name in driver_class(kind).fields:
-        value = form[name].data
-        if name == "headers":
-            value = [{"name": row["name"] or "", "value": row["value"] or ""} for row in value]
-        data[name] = value
-    return data
 
 
 def _page(
@@ -290,7 +80,7 @@ def _page(
         gateway=gateway,
         errors=errors,
         other_errors={k: v for k, v in errors.items() if k not in shown},
-        hints=_stored_hints(kind, gateway),
+        hints=stored_hints(kind, gateway),
         secret_fields=driver_class(kind).secret_fields,
         type_labels=TYPE_LABELS,
         presets=PRESETS,
@@ -346,7 +136,7 @@ def gateways() -> str:
 
 @bp.post("/gateways/<int:gateway_id>/toggle")
 def gateway_toggle(gateway_id: int) -> ResponseReturnValue:
-    _action()
+    check_action()
     gateway = _gateway(gateway_id)
     gateway.enabled = not gateway.enabled
     get_state().session.commit()
@@ -356,7 +146,7 @@ def gateway_toggle(gateway_id: int) -> ResponseReturnValue:
 
 @bp.post("/gateways/<int:gateway_id>/move")
 def gateway_move(gateway_id: int) -> ResponseReturnValue:
-    _action()
+    check_action()
     gateway = _gateway(gateway_id)
     step = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
     if step is None:
@@ -374,7 +164,7 @@ def gateway_move(gateway_id: int) -> ResponseReturnValue:
 @bp.post("/gateways/order")
 def gateway_order() -> ResponseReturnValue:
     """Put the posted ids first, in that order (drag and drop); others keep theirs after."""
-    _action()
+    check_action()
     wanted: list[int] = []
     for raw in request.form.getlist("ids"):
         for part in raw.split(","):
@@ -392,11 +182,11 @@ def gateway_order() -> ResponseReturnValue:
 
 
 def _save(kind: str, gateway: Gateway | None) -> ResponseReturnValue:
-    form = _build_form(kind, gateway, submitted=True)
-    _check_csrf(form)
+    form = build_form(kind, gateway, submitted=True)
+    check_csrf(form)
     state = get_state()
     try:
-        saved = save_gateway(state.session, state.vault, _submitted(form, kind), gateway)
+        saved = save_gateway(state.session, state.vault, submitted_data(form, kind), gateway)
         state.session.commit()
     except GatewayConfigError as exc:
         state.session.rollback()
@@ -407,24 +197,24 @@ def _save(kind: str, gateway: Gateway | None) -> ResponseReturnValue:
 
 @bp.route("/gateways/new", methods=["GET", "POST"])
 def gateway_new() -> ResponseReturnValue:
-    kind = _kind()
+    kind = form_kind()
     if request.method == "POST":
         return _save(kind, None)
-    return _page(_build_form(kind, None, submitted=False), kind, None)
+    return _page(build_form(kind, None, submitted=False), kind, None)
 
 
 @bp.route("/gateways/<int:gateway_id>/", methods=["GET", "POST"])
 def gateway_edit(gateway_id: int) -> ResponseReturnValue:
     gateway = _gateway(gateway_id)
-    kind = _kind(gateway)
+    kind = form_kind(gateway)
     if request.method == "POST":
         return _save(kind, gateway)
-    return _page(_build_form(kind, gateway, submitted=False), kind, gateway)
+    return _page(build_form(kind, gateway, submitted=False), kind, gateway)
 
 
 @bp.post("/gateways/<int:gateway_id>/delete")
 def gateway_delete(gateway_id: int) -> ResponseReturnValue:
-    _action()
+    check_action()
     gateway = _gateway(gateway_id)
     if request.form.get("confirm") != "yes":
         flash("Tick the confirmation box to delete the gateway.", "error")
@@ -458,12 +248,12 @@ def gateway_preview() -> ResponseReturnValue:
     """The masked request the form's current values would send, without saving anything."""
     gateway_id = request.args.get("gateway", "")
     gateway = _gateway(int(gateway_id)) if gateway_id.isdigit() else None
-    kind = _kind(gateway)
-    form = _build_form(kind, gateway, submitted=True)
-    _check_csrf(form)
+    kind = form_kind(gateway)
+    form = build_form(kind, gateway, submitted=True)
+    check_csrf(form)
     state = get_state()
     driver_type = driver_class(kind)
-    data = _submitted(form, kind)
+    data = submitted_data(form, kind)
     kept = state.vault.open(gateway.secrets_sealed) if gateway is not None else {}
     for name in driver_type.secret_fields:
         if not str(data.get(name) or "").strip() and kept.get(name):
@@ -501,7 +291,7 @@ def gateway_preview() -> ResponseReturnValue:
 @bp.post("/gateways/<int:gateway_id>/test")
 def gateway_test(gateway_id: int) -> ResponseReturnValue:
     """Send a test SMS through this gateway only (even when disabled)."""
-    _action()
+    check_action()
     gateway = _gateway(gateway_id)
     state = get_state()
     try:
