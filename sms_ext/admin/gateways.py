@@ -91,7 +91,8 @@ def _page(
         refresh=refresh,
         test_form=ActionForm(formdata=None),
     )
-    headers = {"Refresh": "2"} if refresh else {}
+    # An explicit target: refreshing a URL with a #fragment is only a jump within the page.
+    headers = {"Refresh": f"2; url={request.full_path}"} if refresh else {}
     return html, status, headers
 
 
