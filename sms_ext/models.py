@@ -8,6 +8,7 @@ everywhere, which SQLite and PostgreSQL store alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -88,6 +90,11 @@ class Gateway(Base):
     """Non-secret settings of the type (URL, payload, sender...)."""
     secrets_sealed: Mapped[str | None] = mapped_column(Text)
     """Secret settings, encrypted with :class:`sms_ext.vault.Vault`."""
+    balance: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    """The account balance the provider last reported (its own currency or credits)."""
+    balance_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    balance_error: Mapped[str | None] = mapped_column(Text)
+    """Why the last balance check gave no figure."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -434,3 +435,38 @@ def test_run_test_with_a_bad_number(app: Flask, admin: FlaskClient) -> None:
         page = admin.get(answer.location).get_data(as_text=True)
         assert "Test not sent" in page
         assert app.extensions["sms"].session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_balance_is_checked_and_shown(
+    app: Flask, admin: FlaskClient, simulator: GatewaySimulator
+) -> None:
+    account = simulator.twilio
+    with app.app_context():
+        twilio = add_gateway(
+            app,
+            name="Twilio",
+            type="twilio",
+            account_sid=account.account_sid,
+            api_key=account.api_key,
+            api_secret=account.api_secret,
+            from_number="+15005550006",
+            base_url=f"{simulator.url}/twilio",
+        )
+        custom = custom_gateway(app, simulator, "plain")
+        ids = twilio.id, custom.id
+    checked = admin.post(f"{PREFIX}/{ids[0]}/balance", follow_redirects=True)
+    page = checked.get_data(as_text=True)
+    assert "Twilio: balance 12.5." in page
+    assert "<strong>12.5</strong>" in page
+    assert account.api_secret not in page
+    none = admin.post(f"{PREFIX}/{ids[1]}/balance", follow_redirects=True)
+    assert "plain: no balance. This gateway type does not report a balance." in none.get_data(
+        as_text=True
+    )
+    with app.app_context():
+        stored = app.extensions["sms"].session.get(Gateway, ids[0])
+        assert stored.balance == Decimal("12.5") and stored.balance_checked_at is not None
+    simulator.fail_next("twilio", "500")
+    failed = admin.post(f"{PREFIX}/{ids[0]}/balance", follow_redirects=True)
+    assert "Twilio: no balance." in failed.get_data(as_text=True)
+    assert admin.post(f"{PREFIX}/999999/balance").status_code == 404

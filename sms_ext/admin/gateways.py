@@ -15,6 +15,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select, update
 
+from ..balance import refresh_balance
 from ..gateway_store import save_gateway
 from ..gateways import GatewayConfigError, OutgoingSMS, PreparedCall, driver_class
 from ..gateways.http import summarize
@@ -142,6 +143,19 @@ def gateway_toggle(gateway_id: int) -> ResponseReturnValue:
     gateway.enabled = not gateway.enabled
     get_state().session.commit()
     flash(f"{gateway.name} {'enabled' if gateway.enabled else 'disabled'}.", "ok")
+    return redirect(url_for(".gateways"), 303)
+
+
+@bp.post("/gateways/<int:gateway_id>/balance")
+def gateway_balance(gateway_id: int) -> ResponseReturnValue:
+    """Ask the provider for the balance now (the list shows the last answer)."""
+    check_action()
+    gateway = _gateway(gateway_id)
+    refresh_balance(get_state(), gateway)
+    if gateway.balance is None:
+        flash(f"{gateway.name}: no balance. {gateway.balance_error}", "error")
+    else:
+        flash(f"{gateway.name}: balance {gateway.balance.normalize():f}.", "ok")
     return redirect(url_for(".gateways"), 303)
 
 

@@ -85,6 +85,10 @@ class Driver(ABC):
     """Fields stored encrypted and shown masked."""
     max_batch: ClassVar[int] = 1
     """How many messages one provider request can carry (bulk endpoints)."""
+    last_error: str = ""
+    """Why the last :meth:`check_balance` returned ``None`` ('' after a success). A balance is
+    advisory (a dashboard figure, a low-credit warning), so failing to read it is a reason to
+    show, not an exception."""
 
     def __init__(self, config: Mapping[str, Any], session: requests.Session) -> None:
         self.config = config
@@ -104,7 +108,8 @@ class Driver(ABC):
         return [self.send(sms) for sms in batch]
 
     def check_balance(self) -> Decimal | None:
-        """The account balance when the provider tells it, else ``None``."""
+        """The account balance when the provider tells it, else ``None`` (see last_error)."""
+        self.last_error = "This gateway type does not report a balance."
         return None
 
     @property

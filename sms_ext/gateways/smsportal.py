@@ -123,10 +123,6 @@ class SMSPortalDriver(Driver):
     secret_fields = ("api_secret",)
     max_batch = 100
 
-    last_error: str = ""
-    """Why the last :meth:`check_balance` returned ``None`` ('' after a success): see
-    :func:`.provider.read_balance` for why that is not an exception."""
-
     def __init__(self, config: Mapping[str, Any], session: requests.Session) -> None:
         super().__init__(config, session)
         self._token: str | None = None

@@ -105,10 +105,6 @@ class TwilioDriver(Driver):
     )
     secret_fields = ("api_secret",)
 
-    last_error: str = ""
-    """Why the last :meth:`check_balance` returned ``None`` ('' after a success): see
-    :func:`.provider.read_balance` for why that is not an exception."""
-
     @classmethod
     def validate(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         errors: dict[str, str] = {}

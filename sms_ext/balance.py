@@ -1,0 +1,20 @@
+"""Ask a gateway's provider for the account balance and keep the answer on the gateway."""
+
+from __future__ import annotations
+
+from .delivery import http_session
+from .gateway_store import gateway_config
+from .gateways import make_driver
+from .gateways.http import storable
+from .models import Gateway, utcnow
+from .state import SMSState
+
+
+def refresh_balance(state: SMSState, gateway: Gateway) -> None:
+    """Check and store ``gateway``'s balance (or why there is none); commits."""
+    driver = make_driver(gateway.type, gateway_config(gateway, state.vault), http_session())
+    amount = driver.check_balance()
+    gateway.balance = amount
+    gateway.balance_error = None if amount is not None else storable(driver.last_error)[:500]
+    gateway.balance_checked_at = utcnow()
+    state.session.commit()
