@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
@@ -66,13 +68,9 @@ def browser_status() -> str:
     )
 
 
-@pytest.fixture(name="browser_page")
-def browser_page_fixture(tmp_path: Path) -> Iterator[Page]:
-    """``browser_page``: a fresh Chromium profile with one page, phone-sized, touch, 2x pixels.
-
-    Import it into the test module that uses it (``name=`` keeps the argument from shadowing
-    the import).
-    """
+@contextmanager
+def chromium_page(profile: Path, **context_options: Any) -> Iterator[Page]:
+    """A page of Debian's Chromium with a fresh profile; fails clearly when there is none."""
     if not chromium_found():
         pytest.fail(
             f"No Chromium executable at {chromium_path()}. Install Debian's "
@@ -82,20 +80,30 @@ def browser_page_fixture(tmp_path: Path) -> Iterator[Page]:
         )
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
+            profile,
             executable_path=chromium_path(),
             headless=True,
             args=list(CHROMIUM_ARGS),
             locale="en-US",
             color_scheme="light",
-            **PHONE,
+            **context_options,
         )
         try:
             context.set_default_timeout(TIMEOUT_MS)
-            page = context.pages[0] if context.pages else context.new_page()
-            yield page
+            yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+
+
+@pytest.fixture(name="browser_page")
+def browser_page_fixture(tmp_path: Path) -> Iterator[Page]:
+    """``browser_page``: a fresh Chromium profile with one page, phone-sized, touch, 2x pixels.
+
+    Import it into the test module that uses it (``name=`` keeps the argument from shadowing
+    the import).
+    """
+    with chromium_page(tmp_path / "chromium-profile", **PHONE) as page:
+        yield page
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -10,33 +10,22 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from redis import Redis
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from portal import create_app
 from portal.extensions import db
 from portal.models import Admin
 from sms_ext import Gateway, Kind, Message, Status
 from sms_ext.admin.logs import EXPORT_COLUMNS
-from tests.browser import (
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    chromium_found,
-    chromium_path,
-    screenshot,
-)
-from tests.conftest import TEST_KEY, _empty_tables
-from tests.helpers import stop_worker, worker_process
+from tests.browser import chromium_page, screenshot
+from tests.live_portal import fresh_portal, serving
 from tests.simulator import GatewaySimulator
 
 pytestmark = pytest.mark.browser
@@ -58,25 +47,8 @@ class LivePortal:
 @pytest.fixture
 def desktop_page(tmp_path: Path) -> Iterator[Page]:
     """Like ``tests.browser.browser_page`` (same binary and flags), at a desktop size."""
-    if not chromium_found():
-        pytest.fail(f"No Chromium executable at {chromium_path()}.", pytrace=False)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=chromium_path(),
-            headless=True,
-            args=list(CHROMIUM_ARGS),
-            locale="en-US",
-            color_scheme="light",
-            accept_downloads=True,
-            **DESKTOP,
-        )
-        try:
-            context.set_default_timeout(TIMEOUT_MS)
-            page = context.pages[0] if context.pages else context.new_page()
-            yield page
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "chromium-profile", accept_downloads=True, **DESKTOP) as page:
+        yield page
 
 
 @pytest.fixture
@@ -86,43 +58,15 @@ def live_portal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[LivePortal]:
     """The portal on a real port (CSRF on), empty tables but one admin, and a real worker."""
-    database_url, redis_url = service_urls
-    queue = f"sms-browser-admin-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("FLASK_SMS_QUEUE", queue)  # read by the worker process
-    app = create_app(
-        {
-            "SECRET_KEY": TEST_KEY,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SMS_REDIS_URL": redis_url,
-            "SMS_QUEUE": queue,
-            "SMS_RETRY_BASE_SECONDS": 1,
-        }
-    )
+    app = fresh_portal(service_urls, monkeypatch)
     with app.app_context():
-        db.create_all()
-        with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
-        _empty_tables(db)
         admin = Admin(username=USERNAME)
         admin.set_password(PASSWORD)
         db.session.add(admin)
         db.session.commit()
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    worker = worker_process(database_url, redis_url)
-    try:
-        yield LivePortal(app, f"http://127.0.0.1:{server.server_port}")
-    finally:
-        stop_worker(worker)
-        print(worker.stdout.read().decode(errors="replace"))  # shown when the test failed
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        with app.app_context():
-            db.engine.dispose()
+    with serving(app, service_urls) as base:
+        yield LivePortal(app, base)
 
 
 def gateway_order(app: Flask) -> list[tuple[str, int]]:

@@ -8,9 +8,7 @@ Screenshots land in ``tests/artifacts/``.
 from __future__ import annotations
 
 import re
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -19,15 +17,16 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from portal import create_app
 from portal.extensions import db
 from portal.models import GuestSession
 from sms_ext import Kind, Message, Status
-from tests.browser import browser_page_fixture, screenshot  # noqa: F401 (the fixture)
-from tests.conftest import TEST_KEY, _empty_tables
-from tests.helpers import custom_gateway, stop_worker, worker_process
+from tests.browser import (  # noqa: F401 (browser_page_fixture: the fixture)
+    browser_page_fixture,
+    screenshot,
+)
+from tests.helpers import custom_gateway
+from tests.live_portal import fresh_portal, serving
 from tests.simulator import GatewaySimulator
 
 pytestmark = pytest.mark.browser
@@ -55,47 +54,17 @@ def live_portal(
 ) -> Iterator[LivePortal]:
     """The demo portal on a real port with seed-demo data, a gateway pointing at the
     simulator, and a real worker process."""
-    database_url, redis_url = service_urls
-    # Our own queue (and so our own OTP limit keys): a test run elsewhere on the same Redis
-    # database must not take our job nor count our codes.
-    queue = f"sms-browser-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("FLASK_SMS_QUEUE", queue)  # read by the worker process
-    app = create_app(
-        {
-            "SECRET_KEY": TEST_KEY,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SMS_REDIS_URL": redis_url,
-            "SMS_QUEUE": queue,
-            "SMS_RETRY_BASE_SECONDS": 1,
-        }
-    )
+    app = fresh_portal(service_urls, monkeypatch)
     with app.app_context():
-        db.create_all()  # the portal's tables; the extension's exist already (database_urls)
-        with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
-        _empty_tables(db)
         # Before seeding: seed-demo adds its sandbox gateway only when there is none.
         custom_gateway(app, simulator, "otp")
     seeded = app.test_cli_runner().invoke(args=["portal", "seed-demo", "--password", "pw-123456"])
     assert seeded.exit_code == 0, seeded.output
     assert "Gateways exist: none added." in seeded.output
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    worker = worker_process(database_url, redis_url)
-    try:
+    with serving(app, service_urls) as base:
         wait_until_delivering(app, simulator)
-        yield LivePortal(app, f"http://127.0.0.1:{server.server_port}")
-    finally:
-        stop_worker(worker)
-        print(worker.stdout.read().decode(errors="replace"))  # shown when the test failed
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        with app.app_context():
-            db.engine.dispose()
+        yield LivePortal(app, base)
 
 
 def wait_until_delivering(app: Flask, simulator: GatewaySimulator) -> None:
