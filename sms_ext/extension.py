@@ -129,9 +129,10 @@ class SMS:
         kind: str,
         location: str | None,
         customer: str | None,
-        expires_at: datetime,
+        expires_at: datetime | None,
         region: str | None,
     ) -> dict:
+        """A checked, ready-to-insert message row (expiry defaulted and made naive UTC)."""
         self._check(body, kind)
         info = analyze(body)
         now = utcnow()
@@ -148,7 +149,7 @@ class SMS:
             "customer_ref": customer,
             "created_at": now,
             "next_attempt_at": now,
-            "expires_at": expires_at,
+            "expires_at": self._expiry(state, expires_at),
             "attempts": 0,
             "only_gateway": False,
         }
@@ -194,7 +195,7 @@ class SMS:
             kind=kind,
             location=location,
             customer=customer,
-            expires_at=self._expiry(state, expires_at),
+            expires_at=expires_at,
             region=region,
         )
         message = Message(**row)
@@ -228,7 +229,7 @@ class SMS:
         commits; numbers that are not valid raise before anything is written.
         """
         state = get_state()
-        expiry = self._expiry(state, expires_at)
+        expiry = self._expiry(state, expires_at)  # once: every row of the batch shares it
         rows = [
             self._row(
                 state,
@@ -271,7 +272,7 @@ class SMS:
             kind=kind,
             location=location,
             customer=None,
-            expires_at=self._expiry(state, expires_at),
+            expires_at=expires_at,
             region=region,
         )
         return outbox.add_rows(state.session, state.queue, [row])[0]
