@@ -3,8 +3,13 @@
 Drivers are tested against real sockets rather than mocked sessions, so that URL building,
 authentication headers, keep-alive, timeouts and connection errors are exercised exactly as in
 production. The HTTP facts imitated here come from ``GATEWAYS.md``. Faults can be queued per
-gateway, and an HTTP control API lets a benchmark drive a simulator running in another process
-(``python -m tests.simulator``).
+gateway or made permanent, and an HTTP control API lets a benchmark drive a simulator running in
+another process (``python -m tests.simulator``).
+
+Fault tests and benchmarks measure at the simulator, where the truth is: which messages arrived
+once, twice or never (:meth:`GatewaySimulator.arrivals_by_recipient`), how many requests were held
+at once (:attr:`GatewaySimulator.max_in_flight`) and the peak arrival rate per gateway
+(:meth:`GatewaySimulator.max_rate`); ``GET /_sim/stats`` serves the same figures to another process.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import binascii
 import json
 import re
 import secrets
+import select
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -32,9 +39,22 @@ from typing import Any
 from urllib.parse import parse_qs
 
 TARGETS = frozenset({"twilio", "smsportal", "custom"})
-FAULT_KINDS = frozenset({"500", "503", "429", "timeout", "garbage", "reset"})
+FAULT_KINDS = frozenset({"500", "503", "429", "timeout", "garbage", "reset", "trickle", "huge"})
 MAX_BODY = 16 * 1024 * 1024
 """Refuse larger bodies: reading them would allocate the announced size up front."""
+TRICKLE_LENGTH = 1 << 20
+"""The ``Content-Length`` a ``trickle`` answer announces: far more than it ever sends."""
+SETTINGS = {
+    "timeout_seconds": float,
+    "trickle_interval": float,
+    "stream_seconds": float,
+    "huge_bytes": int,
+}
+"""The fault knobs ``POST /_sim/config`` may change, with their types."""
+_HUGE_HEAD, _HUGE_TAIL = b'{"padding": "', b'"}'
+_HUGE_FILLER = memoryview(b"x" * (1 << 16))
+_SEND_POLL = 0.2
+"""Seconds a ``huge`` answer waits on a client that stopped reading before looking again."""
 
 _GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -93,9 +113,11 @@ class RecordedRequest:
     received_at: float
     """``time.time()`` on arrival: wall clock, so comparable with another process's clock."""
     response_status: int = 0
-    """0 when the fault answered nothing (``timeout``, ``reset``)."""
+    """0 until answered, and when the fault answered nothing (``timeout``, ``reset``)."""
     client_address: tuple[str, int] = ("", 0)
     """The peer socket; one port across requests proves a kept-alive connection."""
+    fault: str | None = None
+    """The fault kind that answered instead of the gateway; ``None`` when the gateway did."""
 
     @property
     def text(self) -> str:
@@ -116,6 +138,11 @@ class RecordedRequest:
     @property
     def basic_auth(self) -> tuple[str, str] | None:
         return parse_basic_auth(self.headers.get("authorization"))
+
+    @property
+    def accepted(self) -> bool:
+        """The gateway took it: a 2xx that no fault produced (``garbage`` answers 200 too)."""
+        return self.fault is None and 200 <= self.response_status < 300
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly view for the ``/_sim/requests`` control endpoint."""
@@ -212,12 +239,104 @@ def _lower_keys(mapping: dict[str, Any]) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in mapping.items()}
 
 
+def _valid_msisdn(destination: object) -> bool:
+    """What SMSPortal sends to; anything else lands in ``errorReport.faults``."""
+    return isinstance(destination, str | int) and bool(_MSISDN.fullmatch(str(destination)))
+
+
+def _portal_destinations(request: RecordedRequest, *, valid_only: bool) -> list[str]:
+    """The ``destination`` of each message in a bulk send; ``[]`` for any other request."""
+    payload = request.json
+    messages = _lower_keys(payload).get("messages") if isinstance(payload, dict) else None
+    if not isinstance(messages, list):
+        return []
+    found = [
+        _lower_keys(message).get("destination") for message in messages if isinstance(message, dict)
+    ]
+    return [str(d) for d in found if d is not None and (_valid_msisdn(d) or not valid_only)]
+
+
+def _field_values(request: RecordedRequest, key: str) -> list[str]:
+    """``key`` from a JSON object body, else the form body, else the query string."""
+    payload = request.json
+    if isinstance(payload, dict) and key in payload:
+        value = payload[key]
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return request.form.get(key) or request.query.get(key) or []
+
+
+Recipients = Callable[[RecordedRequest], Iterable[object]]
+"""Names the recipients of one request, for gateways the simulator cannot parse itself."""
+
+
+def recipients_of(
+    request: RecordedRequest, recipient: str | Recipients = "to", *, accepted_only: bool = False
+) -> list[str]:
+    """The numbers a gateway request sends to, as the client wrote them.
+
+    Twilio's ``To`` and each SMSPortal ``destination`` are read as those gateways define them;
+    a custom gateway's format is the caller's choice, so ``recipient`` names the JSON, form or
+    query key holding it. A function instead is used for every target, e.g. to count by a
+    message reference rather than by number. With ``accepted_only``, an SMSPortal bulk send
+    yields only its valid destinations: the others came back in ``errorReport.faults``.
+    """
+    if callable(recipient):
+        return [str(value) for value in recipient(request)]
+    if request.target == "twilio":
+        return request.form.get("To", [])
+    if request.target == "smsportal":
+        return _portal_destinations(request, valid_only=accepted_only)
+    return _field_values(request, recipient)
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` inside any half-open interval ``[t, t + window)``."""
+    times = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def _huge_body(size: int) -> Iterator[bytes | memoryview]:
+    """``size`` bytes of valid JSON a chunk at a time, so 300 MB never sit in memory."""
+    remaining = size - len(_HUGE_HEAD) - len(_HUGE_TAIL)
+    yield _HUGE_HEAD
+    while remaining > 0:
+        chunk = _HUGE_FILLER[: min(remaining, len(_HUGE_FILLER))]
+        remaining -= len(chunk)
+        yield chunk
+    yield _HUGE_TAIL
+
+
+@dataclass
+class _Gauge:
+    """Requests held now and the most held at once since the last reset."""
+
+    current: int = 0
+    peak: int = 0
+
+    def enter(self) -> None:
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+
+    def leave(self) -> None:
+        self.current -= 1
+
+    def reset(self) -> None:
+        """Forget the peak but not the requests still held: they leave later."""
+        self.peak = self.current
+
+
 class GatewaySimulator:
     """Serves the gateway routes on a background thread; use as a context manager.
 
     :param host: interface to bind; loopback keeps tests off the network.
     :param port: 0 picks a free ephemeral port, read it back from :attr:`url`.
-    :param latency: seconds slept before answering every gateway request.
+    :param latency: seconds slept before answering every gateway request; each request sleeps
+        on its own thread, so latency delays answers without serialising them.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
@@ -225,12 +344,24 @@ class GatewaySimulator:
         self.url = ""
         self.latency = latency
         self.timeout_seconds = 3.0
+        """How long a ``timeout`` fault stalls before closing without an answer."""
+        self.trickle_interval = 2.0
+        """Seconds between the bytes of a ``trickle`` answer: each read succeeds, none finishes."""
+        self.stream_seconds = 60.0
+        """The most a ``trickle`` or ``huge`` answer lasts, so no thread streams forever."""
+        self.huge_bytes = 300 * 1024 * 1024
+        """The body size of a ``huge`` answer (at least 15 bytes: it is a JSON object)."""
         self.twilio = TwilioAccount()
         self.smsportal = SMSPortalAccount()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
+        self._arrivals: list[RecordedRequest] = []
         self._faults: dict[str, deque[tuple[str, int | None]]] = {t: deque() for t in TARGETS}
+        self._always: dict[str, tuple[str, int | None]] = {}
+        self._latencies: dict[str, float] = {}
+        self._total = _Gauge()
+        self._gauges = {target: _Gauge() for target in TARGETS}
         self._custom_response: tuple[int, str | None, dict[str, str]] = (200, None, {})
         self.set_custom_response()
         self._stopping = threading.Event()
@@ -297,21 +428,161 @@ class GatewaySimulator:
                     )
                 self._changed.wait(remaining)
 
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Block until no gateway request is held, so counts of what arrived are final.
+
+        A request sleeping its latency is recorded only when answered: after a client gave up
+        on it, wait here before asserting on :attr:`requests`.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._total.current == 0, timeout):
+                raise AssertionError(
+                    f"{self._total.current} request(s) still in flight after {timeout}s"
+                )
+
+    @property
+    def arrivals(self) -> list[RecordedRequest]:
+        """Every gateway request since the last reset in arrival order, answered or not yet.
+
+        :attr:`requests` lists them as answered; here a request is listed as soon as its body
+        is read (``response_status`` is 0 until the answer), which is what loss counting needs.
+        """
+        with self._lock:
+            return list(self._arrivals)
+
+    @property
+    def in_flight(self) -> int:
+        """Gateway requests held now: received, answer not yet fully written."""
+        with self._lock:
+            return self._total.current
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most gateway requests held at once since the last reset."""
+        with self._lock:
+            return self._total.peak
+
+    def max_in_flight_for(self, target: str) -> int:
+        """:attr:`max_in_flight` counting only requests to ``target``."""
+        _check_target(target)
+        with self._lock:
+            return self._gauges[target].peak
+
+    def max_rate(self, target: str | None = None, window: float = 1.0) -> int:
+        """The most requests (of ``target``) that arrived within any ``window`` seconds.
+
+        The window slides over the arrival times (``received_at``), so a limit of N per second
+        holds across workers only if this stays at or below N with ``window=1.0``.
+        """
+        if window <= 0:
+            raise ValueError("window must be positive")
+        if target is not None:
+            _check_target(target)
+        times = [r.received_at for r in self.arrivals if target is None or r.target == target]
+        return _max_in_window(times, window)
+
+    def arrivals_by_recipient(
+        self,
+        target: str | None = None,
+        *,
+        recipient: str | Recipients = "to",
+        accepted_only: bool = True,
+    ) -> Counter[str]:
+        """How often each recipient reached the gateway: 2 means a duplicate, absent a loss.
+
+        ``accepted_only`` counts what the gateway took (:attr:`RecordedRequest.accepted`);
+        ``False`` counts every arrival, faulted, rejected or still in flight. ``recipient``
+        says how to read a custom request (see :func:`recipients_of`). SMSPortal test-mode
+        sends count as accepted: the simulator answers them like any send.
+        """
+        if target is not None:
+            _check_target(target)
+        chosen = [
+            r
+            for r in self.arrivals
+            if (target is None or r.target == target) and (r.accepted or not accepted_only)
+        ]
+        return Counter(
+            number
+            for r in chosen
+            for number in recipients_of(r, recipient, accepted_only=accepted_only)
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """The figures of ``GET /_sim/stats``: load, peaks and counts, overall and per target."""
+        arrivals = self.arrivals
+        with self._lock:
+            gauges = {target: (g.current, g.peak) for target, g in self._gauges.items()}
+            total = (self._total.current, self._total.peak)
+
+        def figures(target: str | None, gauge: tuple[int, int]) -> dict[str, int]:
+            mine = [r for r in arrivals if target is None or r.target == target]
+            return {
+                "in_flight": gauge[0],
+                "max_in_flight": gauge[1],
+                "requests": len(mine),
+                "accepted": sum(r.accepted for r in mine),
+                "max_per_second": _max_in_window([r.received_at for r in mine], 1.0),
+            }
+
+        return {
+            **figures(None, total),
+            "targets": {target: figures(target, gauges[target]) for target in sorted(TARGETS)},
+        }
+
     def clear(self) -> None:
+        """Forget requests, faults (queued and permanent), peaks and counts; keep latencies."""
         with self._lock:
             self._requests.clear()
+            self._arrivals.clear()
             for queue in self._faults.values():
                 queue.clear()
+            self._always.clear()
+            self._total.reset()
+            for gauge in self._gauges.values():
+                gauge.reset()
 
     def fail_next(
         self, target: str, kind: str, count: int = 1, *, retry_after: int | None = None
     ) -> None:
         """Queue ``count`` faults of ``kind`` for the next requests to ``target`` (FIFO)."""
-        _check_target(target)
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"Unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}.")
+        _check_fault(target, kind)
         with self._lock:
             self._faults[target].extend([(kind, retry_after)] * count)
+
+    def fail_always(self, target: str, kind: str, *, retry_after: int | None = None) -> None:
+        """Answer every request to ``target`` with ``kind`` until :meth:`stop_failing`.
+
+        For a gateway that is down for good, e.g. a primary that times out for every message.
+        Queued :meth:`fail_next` faults still come first.
+        """
+        _check_fault(target, kind)
+        with self._lock:
+            self._always[target] = (kind, retry_after)
+
+    def stop_failing(self, target: str | None = None) -> None:
+        """End :meth:`fail_always` for ``target``, or for every target."""
+        if target is not None:
+            _check_target(target)
+        with self._lock:
+            if target is None:
+                self._always.clear()
+            else:
+                self._always.pop(target, None)
+
+    def set_latency(self, target: str, seconds: float | None) -> None:
+        """Delay ``target``'s answers by ``seconds`` instead of :attr:`latency`; ``None`` undoes."""
+        _check_target(target)
+        with self._lock:
+            if seconds is None:
+                self._latencies.pop(target, None)
+            else:
+                self._latencies[target] = seconds
+
+    def latency_for(self, target: str) -> float:
+        """The delay before ``target``'s answers: its own, else the global :attr:`latency`."""
+        with self._lock:
+            return self._latencies.get(target, self.latency)
 
     def set_custom_response(
         self, status: int = 200, body: str | None = None, headers: dict[str, str] | None = None
@@ -336,10 +607,22 @@ class GatewaySimulator:
             self._requests.append(request)
             self._changed.notify_all()
 
+    def _arrive(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._arrivals.append(request)
+            self._total.enter()
+            self._gauges[request.target].enter()
+
+    def _leave(self, request: RecordedRequest) -> None:
+        with self._changed:
+            self._total.leave()
+            self._gauges[request.target].leave()
+            self._changed.notify_all()
+
     def _take_fault(self, target: str) -> tuple[str, int | None] | None:
         with self._lock:
             queue = self._faults[target]
-            return queue.popleft() if queue else None
+            return queue.popleft() if queue else self._always.get(target)
 
     def _route(self, request: RecordedRequest, subpath: str) -> _Reply:
         if request.target == "twilio":
@@ -478,7 +761,7 @@ class GatewaySimulator:
         faults: list[dict[str, Any]] = []
         for message in map(_lower_keys, messages):
             destination, content = message.get("destination"), message.get("content")
-            if not isinstance(destination, str | int) or not _MSISDN.fullmatch(str(destination)):
+            if not _valid_msisdn(destination):
                 faults.append({"destination": destination, "errorMessage": "Invalid destination"})
             else:
                 accepted.append(str(content))
@@ -505,31 +788,74 @@ class GatewaySimulator:
 
     def _control(self, method: str, action: str, body: bytes) -> _Reply:
         """The ``/_sim/...`` API, so a simulator in another process can be driven."""
-        if method == "GET" and action == "requests":
-            return _json(200, [request.to_dict() for request in self.requests])
-        if method == "GET" and action == "accounts":
-            return _json(200, self.accounts())
-        if method != "POST" or action not in {"reset", "fail", "latency"}:
+        readers: dict[str, Callable[[], Any]] = {
+            "requests": lambda: [request.to_dict() for request in self.requests],
+            "accounts": self.accounts,
+            "stats": self.stats,
+        }
+        writers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "reset": lambda payload: self.clear(),
+            "fail": self._control_fail,
+            "fail_always": self._control_fail_always,
+            "stop_failing": lambda payload: self.stop_failing(payload.get("target")),
+            "latency": self._control_latency,
+            "config": self._control_config,
+        }
+        if method == "GET" and action in readers:
+            return _json(200, readers[action]())
+        if method != "POST" or action not in writers:
             return _json(404, {"error": f"no control endpoint {method} /_sim/{action}"})
         try:
             payload = json.loads(body or b"{}")
             if not isinstance(payload, dict):
                 raise TypeError("the body must be a JSON object")
-            if action == "reset":
-                self.clear()
-            elif action == "fail":
-                count, retry_after = int(payload.get("count", 1)), payload.get("retry_after")
-                self.fail_next(
-                    str(payload["target"]),
-                    str(payload["kind"]),
-                    count,
-                    retry_after=None if retry_after is None else int(retry_after),
-                )
-            else:
-                self.latency = float(payload["seconds"])
+            writers[action](payload)
         except (KeyError, TypeError, ValueError) as exc:
             return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
         return _json(200, {"ok": True})
+
+    def _control_fail(self, payload: dict[str, Any]) -> None:
+        """``{"target", "kind", "count"?, "retry_after"?}``: like :meth:`fail_next`."""
+        self.fail_next(
+            str(payload["target"]),
+            str(payload["kind"]),
+            int(payload.get("count", 1)),
+            retry_after=_optional_int(payload.get("retry_after")),
+        )
+
+    def _control_fail_always(self, payload: dict[str, Any]) -> None:
+        """``{"target", "kind", "retry_after"?}``: like :meth:`fail_always`."""
+        self.fail_always(
+            str(payload["target"]),
+            str(payload["kind"]),
+            retry_after=_optional_int(payload.get("retry_after")),
+        )
+
+    def _control_latency(self, payload: dict[str, Any]) -> None:
+        """``{"seconds"}`` sets the global latency; with ``"target"`` only that target's.
+
+        ``{"target", "seconds": null}`` returns the target to the global latency.
+        """
+        seconds = payload["seconds"]
+        if "target" in payload:
+            self.set_latency(str(payload["target"]), None if seconds is None else float(seconds))
+        else:
+            self.latency = float(seconds)
+
+    def _control_config(self, payload: dict[str, Any]) -> None:
+        """Set fault knobs named in :data:`SETTINGS`; all are checked before any is set."""
+        unknown = set(payload) - set(SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; use {sorted(SETTINGS)}")
+        values = {name: SETTINGS[name](value) for name, value in payload.items()}
+        if any(value <= 0 for value in values.values()):
+            raise ValueError("settings must be positive")
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _check_target(target: str) -> None:
@@ -537,10 +863,17 @@ def _check_target(target: str) -> None:
         raise ValueError(f"Unknown target {target!r}; use one of {sorted(TARGETS)}.")
 
 
+def _check_fault(target: str, kind: str) -> None:
+    _check_target(target)
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"Unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}.")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
-    """Room for a benchmark's burst of connects; the default 5 drops SYNs under load."""
+    request_queue_size = 1024
+    """Listen backlog for a benchmark's burst of connects (hundreds at once); the default 5
+    drops SYNs under load, and the kernel caps it at ``net.core.somaxconn`` anyway."""
 
     def __init__(
         self,
@@ -615,13 +948,29 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
     def _serve_gateway(self, request: RecordedRequest, subpath: str) -> None:
+        """Count the request as held until its answer is written, whatever the answer is."""
         sim = self.server.simulator
-        if sim.latency > 0:
-            time.sleep(sim.latency)
+        sim._arrive(request)
+        try:
+            self._answer_gateway(request, subpath)
+        finally:
+            sim._leave(request)
+
+    def _answer_gateway(self, request: RecordedRequest, subpath: str) -> None:
+        sim = self.server.simulator
+        latency = sim.latency_for(request.target)
+        if latency > 0:
+            sim._stopping.wait(latency)  # not time.sleep: stop() must not wait for it
         fault = sim._take_fault(request.target)
-        if fault and fault[0] in ("timeout", "reset"):
+        request.fault = fault[0] if fault else None
+        if request.fault in ("timeout", "reset"):
             sim._record(request)
-            self._hang_up(fault[0])
+            self._hang_up(request.fault)
+            return
+        if request.fault in ("trickle", "huge"):
+            request.response_status = 200
+            sim._record(request)
+            self._stream(request.fault)
             return
         try:
             reply = _fault_reply(request.target, *fault) if fault else sim._route(request, subpath)
@@ -653,15 +1002,72 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
 
-    def _send(self, reply: _Reply) -> None:
-        self.send_response_only(reply.status)
-        for name, value in reply.headers.items():
+    def _stream(self, kind: str) -> None:
+        """A 200 whose body never arrives in time: slowly (``trickle``) or endlessly (``huge``).
+
+        Both end when the client hangs up, the simulator stops or ``stream_seconds`` pass, and
+        then close the connection, so an unfinished body never poisons a kept-alive connection.
+        """
+        sim = self.server.simulator
+        self.close_connection = True
+        deadline = time.monotonic() + sim.stream_seconds
+        with suppress(ConnectionError):  # the client hung up: what these faults wait for
+            if kind == "trickle":
+                self._trickle(deadline)
+            else:
+                self._send_huge(deadline)
+
+    def _trickle(self, deadline: float) -> None:
+        """One byte every ``trickle_interval``: no read times out, yet the body never ends."""
+        sim = self.server.simulator
+        self._send_head(200, {"Content-Type": "application/json"}, TRICKLE_LENGTH)
+        self.wfile.flush()
+        for _ in range(TRICKLE_LENGTH):
+            pause = min(sim.trickle_interval, deadline - time.monotonic())
+            if pause <= 0 or self._client_left(pause):
+                return
+            self.connection.sendall(b" ")
+
+    def _client_left(self, timeout: float) -> bool:
+        """Wait up to ``timeout``; ``True`` once the client closed (or ``stop`` shut us down).
+
+        The client sends nothing while awaiting its answer, so readable means end of stream.
+        ``poll`` rather than ``select``, which fails on descriptors past 1024 under load.
+        """
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+
+    def _send_huge(self, deadline: float) -> None:
+        """Stream ``huge_bytes`` of JSON as fast as the client reads, never holding it all."""
+        sim = self.server.simulator
+        size = max(sim.huge_bytes, len(_HUGE_HEAD) + len(_HUGE_TAIL))
+        self._send_head(200, {"Content-Type": "application/json"}, size)
+        self.wfile.flush()
+        # With a timeout, send() takes what fits and a stalled reader cannot block us for good.
+        self.connection.settimeout(_SEND_POLL)
+        for chunk in _huge_body(size):
+            view = memoryview(chunk)
+            while view:
+                if sim._stopping.is_set() or time.monotonic() >= deadline:
+                    return
+                with suppress(TimeoutError):
+                    view = view[self.connection.send(view) :]
+
+    def _send_head(self, status: int, headers: dict[str, str], length: int) -> None:
+        self.send_response_only(status)
+        for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+
+    def _send(self, reply: _Reply) -> None:
+        """Write the answer out now, so a request stays in flight until its answer left."""
+        self._send_head(reply.status, reply.headers, len(reply.body))
         self.wfile.write(reply.body)
+        self.wfile.flush()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -17,10 +19,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.simulator import GatewaySimulator, count_segments
+from tests.simulator import TRICKLE_LENGTH, GatewaySimulator, count_segments
 
 SMS_SID = re.compile(r"^SM[0-9a-f]{32}$")
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.fixture
+def simulator() -> Iterator[GatewaySimulator]:
+    """Defined here too, so this file runs without conftest's database and Redis imports."""
+    with GatewaySimulator() as sim:
+        yield sim
 
 
 @pytest.fixture
@@ -615,7 +624,7 @@ def test_control_requests_lists_gateway_requests_only(
     assert entry["query"] == {"x": ["1"]}
     assert entry["body"] == "hello=world"
     assert entry["headers"]["content-length"] == "11"
-    assert entry["response_status"] == 200
+    assert (entry["response_status"], entry["fault"]) == (200, None)
     assert before <= entry["received_at"] <= time.time()
 
 
@@ -766,3 +775,361 @@ def test_constructor_latency_delays_gateway_answers(http: requests.Session) -> N
         started = time.monotonic()
         http.get(f"{sim.url}/_sim/accounts")
         assert time.monotonic() - started < 0.15
+
+
+# -- measuring: concurrency, rate, arrivals ------------------------------------------------
+
+
+def test_200_parallel_connections_are_all_held_at_once(simulator: GatewaySimulator) -> None:
+    # One client thread opens every connection: client threads would contend for the GIL and
+    # spread the arrivals. The latency, far longer than that spread, makes the peak exact.
+    simulator.latency = 1.5
+    host, port = simulator.url.removeprefix("http://").split(":")
+    connections = []
+    started = time.monotonic()
+    for target in ["custom"] * 100 + ["twilio"] * 100:
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        connection.sendall(f"GET /{target}/x HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        connections.append(connection)
+    statuses = []
+    for connection in connections:
+        with connection, connection.makefile("rb") as answer:
+            statuses.append(int(answer.readline().split()[1]))
+
+    assert time.monotonic() - started < 5  # the latencies overlapped instead of adding up
+    assert Counter(statuses) == {200: 100, 401: 100}
+    simulator.wait_idle(timeout=2)
+    assert (simulator.in_flight, simulator.max_in_flight) == (0, 200)
+    assert simulator.max_in_flight_for("custom") == simulator.max_in_flight_for("twilio") == 100
+    assert simulator.max_in_flight_for("smsportal") == 0
+    simulator.clear()
+    assert (simulator.max_in_flight, simulator.max_in_flight_for("custom")) == (0, 0)
+
+
+def test_in_flight_lasts_until_the_answer_and_clear_keeps_held_requests(
+    simulator: GatewaySimulator,
+) -> None:
+    simulator.latency = 0.4
+    sender = threading.Thread(target=requests.get, args=(f"{simulator.url}/custom/x",))
+    sender.start()
+    deadline = time.monotonic() + 2
+    while not simulator.arrivals and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert (simulator.in_flight, simulator.max_in_flight) == (1, 1)
+    assert simulator.requests == []  # recorded when answered
+    assert simulator.arrivals[0].response_status == 0
+    simulator.clear()
+    assert simulator.max_in_flight == 1  # still held: the peak cannot drop below it
+    sender.join()
+    simulator.wait_idle(timeout=2)
+    assert simulator.in_flight == 0
+    assert simulator.requests[0].response_status == 200
+
+
+def test_wait_idle_waits_for_requests_the_client_gave_up_on(
+    simulator: GatewaySimulator, http: requests.Session
+) -> None:
+    simulator.latency = 0.3
+    with pytest.raises(requests.ReadTimeout):
+        http.get(f"{simulator.url}/custom/x", timeout=0.05)
+    with pytest.raises(AssertionError, match=r"1 request\(s\) still in flight after 0.01s"):
+        simulator.wait_idle(timeout=0.01)
+
+    simulator.wait_idle(timeout=2)
+    [recorded] = simulator.requests
+    assert recorded.response_status == 200
+
+
+def test_max_rate_slides_a_window_over_arrivals(
+    simulator: GatewaySimulator, http: requests.Session
+) -> None:
+    for _ in range(5):
+        http.get(f"{simulator.url}/custom/x")
+    time.sleep(0.3)
+    for _ in range(3):
+        http.get(f"{simulator.url}/custom/x")
+    http.get(f"{simulator.url}/twilio/x")
+
+    assert simulator.max_rate("custom", window=0.2) == 5
+    assert simulator.max_rate("custom", window=10) == 8
+    assert simulator.max_rate(window=10) == 9
+    assert simulator.max_rate("smsportal") == 0
+    with pytest.raises(ValueError, match="window must be positive"):
+        simulator.max_rate(window=0)
+    arrived = [r.received_at for r in simulator.arrivals]
+    assert arrived == sorted(arrived)
+
+
+def test_arrivals_by_recipient_counts_accepted_and_all(
+    simulator: GatewaySimulator, http: requests.Session
+) -> None:
+    def twilio(to: str) -> None:
+        form = {"To": to, "From": "+15005550006", "Body": "Hi"}
+        http.post(messages_url(simulator), data=form, auth=token_auth(simulator))
+
+    twilio("+27830000001")
+    twilio("+27830000001")  # a duplicate
+    simulator.fail_next("twilio", "503")
+    twilio("+27830000002")  # lost
+    twilio("+15005550001")  # rejected by the gateway
+    portal = portal_token(simulator, http)
+    bulk = {"messages": [{"content": "A", "destination": d} for d in ("27830000003", "abc")]}
+    portal_send(simulator, http, bulk, portal)
+    simulator.fail_next("smsportal", "garbage")  # a 200, but not the gateway's
+    portal_send(
+        simulator, http, {"messages": [{"content": "B", "destination": "27830000004"}]}, portal
+    )
+    http.post(f"{simulator.url}/custom/send", json={"to": "27830000005", "ref": "r5"})
+    http.post(f"{simulator.url}/custom/send", data={"to": "27830000006", "ref": "r6"})
+    simulator.fail_next("custom", "reset")
+    with pytest.raises(requests.ConnectionError):
+        http.post(f"{simulator.url}/custom/send", json={"to": "27830000007", "ref": "r7"})
+
+    assert simulator.arrivals_by_recipient() == {
+        "+27830000001": 2,
+        "27830000003": 1,
+        "27830000005": 1,
+        "27830000006": 1,
+    }
+    assert simulator.arrivals_by_recipient("twilio", accepted_only=False) == {
+        "+27830000001": 2,
+        "+27830000002": 1,
+        "+15005550001": 1,
+    }
+    assert simulator.arrivals_by_recipient("smsportal", accepted_only=False) == {
+        "27830000003": 1,
+        "abc": 1,
+        "27830000004": 1,
+    }
+    by_ref = simulator.arrivals_by_recipient(
+        "custom",
+        recipient=lambda r: [r.json["ref"]] if r.json else r.form["ref"],
+        accepted_only=False,
+    )
+    assert by_ref == {"r5": 1, "r6": 1, "r7": 1}
+    faults = [r.fault for r in simulator.requests]
+    assert faults == [None, None, "503", None, None, None, "garbage", None, None, "reset"]
+
+
+def test_fail_always_until_stopped_after_queued_faults(
+    simulator: GatewaySimulator, http: requests.Session
+) -> None:
+    simulator.fail_always("custom", "503", retry_after=4)
+    simulator.fail_next("custom", "429")
+    answers = [http.get(f"{simulator.url}/custom/x") for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [429, 503, 503]
+    assert answers[2].headers["Retry-After"] == "4"
+    assert http.get(f"{simulator.url}/twilio/x").status_code == 401  # other targets unaffected
+    simulator.stop_failing("custom")
+    assert http.get(f"{simulator.url}/custom/x").status_code == 200
+    simulator.fail_always("custom", "500")
+    simulator.clear()
+    assert http.get(f"{simulator.url}/custom/x").status_code == 200
+    with pytest.raises(ValueError, match="Unknown fault kind 'boom'"):
+        simulator.fail_always("custom", "boom")
+
+
+def test_fail_always_timeout_for_every_message(simulator: GatewaySimulator) -> None:
+    simulator.timeout_seconds = 0.2
+    simulator.fail_always("twilio", "timeout")
+    for _ in range(3):
+        with pytest.raises(requests.ConnectionError):
+            requests.post(f"{simulator.url}/twilio/x", timeout=5)
+
+    assert [r.fault for r in simulator.requests_for("twilio")] == ["timeout"] * 3
+    simulator.stop_failing()
+    assert requests.get(f"{simulator.url}/custom/x", timeout=5).status_code == 200
+
+
+def test_latency_per_target(simulator: GatewaySimulator, http: requests.Session) -> None:
+    def duration(target: str) -> float:
+        started = time.monotonic()
+        http.get(f"{simulator.url}/{target}/x")
+        return time.monotonic() - started
+
+    simulator.set_latency("twilio", 0.25)
+    assert duration("twilio") >= 0.25
+    assert duration("custom") < 0.2
+    simulator.latency = 0.1
+    assert simulator.latency_for("custom") == 0.1
+    assert simulator.latency_for("twilio") == 0.25
+    simulator.set_latency("twilio", None)
+    assert simulator.latency_for("twilio") == 0.1
+
+
+# -- streaming faults ----------------------------------------------------------------------
+
+
+def test_trickle_defeats_a_read_timeout_but_not_an_overall_deadline(
+    simulator: GatewaySimulator,
+) -> None:
+    simulator.trickle_interval = 0.05
+    simulator.fail_next("custom", "trickle")
+    started = time.monotonic()
+    received = b""
+    # A read timeout of 0.2 s never fires: a byte comes every 0.05 s. Only a deadline helps.
+    with requests.get(f"{simulator.url}/custom/x", stream=True, timeout=(5, 0.2)) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Length"] == str(TRICKLE_LENGTH)
+        for byte in response.iter_content(1):
+            received += byte
+            if time.monotonic() - started > 0.6:
+                break
+
+    assert 4 <= len(received) < 30
+    assert received.strip() == b""
+    simulator.wait_idle(timeout=1)  # the server noticed the hang-up well before its next byte
+    [recorded] = simulator.requests
+    assert (recorded.response_status, recorded.fault, recorded.accepted) == (200, "trickle", False)
+
+
+def test_trickle_is_bounded_by_stream_seconds(simulator: GatewaySimulator) -> None:
+    simulator.trickle_interval = 0.05
+    simulator.stream_seconds = 0.3
+    simulator.fail_next("custom", "trickle")
+    started = time.monotonic()
+
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(f"{simulator.url}/custom/x", timeout=5)
+    assert 0.3 <= time.monotonic() - started < 2
+    assert requests.get(f"{simulator.url}/custom/x", timeout=5).status_code == 200
+
+
+def test_huge_is_streamed_and_stops_when_the_client_closes(simulator: GatewaySimulator) -> None:
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    simulator.fail_next("twilio", "huge")
+    read = 0
+    with requests.get(f"{simulator.url}/twilio/x", stream=True, timeout=5) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Length"] == str(300 * 1024 * 1024)
+        for chunk in response.iter_content(1 << 16):
+            if read == 0:
+                assert chunk.startswith(b'{"padding": "xxx')
+            read += len(chunk)
+            if read >= 4 * 1024 * 1024:
+                break
+
+    simulator.wait_idle(timeout=2)
+    assert simulator.requests[0].fault == "huge"
+    growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert growth_kib < 100 * 1024  # 300 MB were announced, never built
+
+
+def test_huge_body_is_valid_json_of_the_configured_size(simulator: GatewaySimulator) -> None:
+    simulator.huge_bytes = 200_000
+    simulator.fail_next("custom", "huge")
+    response = requests.get(f"{simulator.url}/custom/x", timeout=5)
+
+    assert len(response.content) == 200_000
+    assert response.json() == {"padding": "x" * (200_000 - 15)}
+
+
+def test_stop_ends_a_trickle_in_progress() -> None:
+    sim = GatewaySimulator().start()
+    sim.trickle_interval = 0.05
+    sim.fail_next("custom", "trickle")
+    errors: list[Exception] = []
+
+    def read() -> None:
+        try:
+            requests.get(f"{sim.url}/custom/x", timeout=5)
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    sim.wait_for_requests(1)
+    started = time.monotonic()
+    sim.stop()
+    reader.join(timeout=5)
+
+    assert time.monotonic() - started < 1
+    assert [type(e) for e in errors] == [requests.exceptions.ChunkedEncodingError]
+    sim.wait_idle(timeout=1)
+
+
+# -- measuring over HTTP -------------------------------------------------------------------
+
+
+def test_control_stats_and_reset(simulator: GatewaySimulator, http: requests.Session) -> None:
+    simulator.fail_next("custom", "503")
+    for _ in range(3):
+        http.get(f"{simulator.url}/custom/x")
+    http.get(f"{simulator.url}/twilio/x")
+    stats = http.get(f"{simulator.url}/_sim/stats").json()
+
+    idle = {"in_flight": 0, "max_in_flight": 0, "requests": 0, "accepted": 0, "max_per_second": 0}
+    assert stats == {
+        "in_flight": 0,
+        "max_in_flight": 1,
+        "requests": 4,
+        "accepted": 2,
+        "max_per_second": 4,
+        "targets": {
+            "custom": {
+                **idle,
+                "max_in_flight": 1,
+                "requests": 3,
+                "accepted": 2,
+                "max_per_second": 3,
+            },
+            "smsportal": idle,
+            "twilio": {**idle, "max_in_flight": 1, "requests": 1, "max_per_second": 1},
+        },
+    }
+    assert http.post(f"{simulator.url}/_sim/reset").status_code == 200
+    assert http.get(f"{simulator.url}/_sim/stats").json() == {
+        **idle,
+        "targets": {"custom": idle, "smsportal": idle, "twilio": idle},
+    }
+
+
+def test_control_fail_always_latency_per_target_and_config(
+    simulator: GatewaySimulator, http: requests.Session
+) -> None:
+    def control(action: str, payload: object) -> None:
+        assert http.post(f"{simulator.url}/_sim/{action}", json=payload).status_code == 200
+
+    control("fail_always", {"target": "custom", "kind": "429", "retry_after": 3})
+    assert [http.get(f"{simulator.url}/custom/x").status_code for _ in range(2)] == [429, 429]
+    control("stop_failing", {"target": "custom"})
+    assert http.get(f"{simulator.url}/custom/x").status_code == 200
+
+    control("latency", {"target": "smsportal", "seconds": 0.5})
+    assert (simulator.latency_for("smsportal"), simulator.latency) == (0.5, 0.0)
+    control("latency", {"target": "smsportal", "seconds": None})
+    assert simulator.latency_for("smsportal") == 0.0
+
+    control("config", {"huge_bytes": 1000, "trickle_interval": 0.5, "stream_seconds": 9})
+    assert (simulator.huge_bytes, simulator.trickle_interval, simulator.stream_seconds) == (
+        1000,
+        0.5,
+        9.0,
+    )
+    control("fail", {"target": "custom", "kind": "huge"})
+    assert len(http.get(f"{simulator.url}/custom/x").content) == 1000
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/_sim/fail_always", {"target": "custom", "kind": "boom"}),
+        ("/_sim/fail_always", {"kind": "500"}),
+        ("/_sim/stop_failing", {"target": "vonage"}),
+        ("/_sim/latency", {"target": "vonage", "seconds": 1}),
+        ("/_sim/config", {"latency": 1}),
+        ("/_sim/config", {"huge_bytes": 0}),
+        ("/_sim/config", {"trickle_interval": "slow"}),
+    ],
+)
+def test_control_rejects_bad_measuring_calls(
+    simulator: GatewaySimulator, http: requests.Session, path: str, payload: object
+) -> None:
+    response = http.post(simulator.url + path, json=payload)
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert (simulator.trickle_interval, simulator.huge_bytes) == (2.0, 300 * 1024 * 1024)
+    assert http.get(f"{simulator.url}/custom/x").status_code == 200
