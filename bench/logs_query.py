@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
-from sms_ext import metadata  # noqa: E402
+from sms_ext import SMS, metadata  # noqa: E402
 from sms_ext.models import Gateway, Kind, Message, Status, utcnow  # noqa: E402
 from tests.conftest import make_app  # noqa: E402
 
@@ -119,8 +119,9 @@ def peak_rss_mb() -> float:
 def measure(name: str, url: str, count: int) -> None:
     print(f"\n== {name}: {count:,} messages")
     print(f"insert (Core executemany, {BATCH:,} a batch) + ANALYZE: {fill(url, count):.1f} s")
-    app = make_app(url, "redis://127.0.0.1:1/0", SMS_ADMIN_FULL_NUMBERS=True)
-    app.extensions["sms"].extension.admin_check(lambda: True)
+    sms = SMS()
+    sms.admin_check(lambda: True)
+    app = make_app(url, "redis://127.0.0.1:1/0", sms=sms, SMS_ADMIN_FULL_NUMBERS=True)
     client = app.test_client()
     with app.app_context():
         session = app.extensions["sms"].session

@@ -49,7 +49,7 @@ from flask import Flask  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Queue, Worker  # noqa: E402
 
-from sms_ext import metadata  # noqa: E402
+from sms_ext import SMS, metadata  # noqa: E402
 from sms_ext.models import Message, Status  # noqa: E402
 from tests.conftest import TEST_KEY, make_app  # noqa: E402
 from tests.helpers import custom_gateway, stop_worker, worker_process  # noqa: E402
@@ -64,6 +64,9 @@ WARMUP = 5
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 SETTLE_TIMEOUT = 60.0
+
+sms = SMS()
+"""The extension object the benchmark's app is built with, as an integrator holds it."""
 
 
 @dataclass
@@ -297,7 +300,7 @@ def wait_settled(app: Flask, ids: Sequence[int], worker: WorkerHandle, timeout: 
 def send_one(app: Flask, to: str, body: str) -> tuple[int, float, float]:
     """Send; return the id, the call's duration and the wall clock when ``send`` returned."""
     called = time.perf_counter()
-    message = app.extensions["sms"].extension.send(to, body)
+    message = sms.send(to, body)
     returned_at = time.time()
     duration = time.perf_counter() - called
     # The commit expired the row but not its identity: reading the id this way costs no SELECT.
@@ -367,7 +370,7 @@ def measure_bulk(
     cpu_before = worker.cpu_seconds()
     with app.app_context():
         called = time.time()
-        ids = app.extensions["sms"].extension.send_bulk(recipients)
+        ids = sms.send_bulk(recipients)
         returned = time.time()
         complete = wait_settled(app, ids, worker, max(120.0, count / 20))
     cpu = worker.cpu_seconds() - cpu_before
@@ -511,7 +514,7 @@ def run(args: argparse.Namespace) -> None:
             stack.callback(best_effort, forget_queue, redis_url, queue)
         database_url, database_kind = prepare_database(stack, args.database)
         sim_url = start_simulator(stack)
-        app = make_app(database_url, redis_url, SMS_QUEUE=queue)
+        app = make_app(database_url, redis_url, sms=sms, SMS_QUEUE=queue)
         stack.callback(dispose_engines, app)
         with app.app_context():
             custom_gateway(app, SimpleNamespace(url=sim_url), GATEWAY)

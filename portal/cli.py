@@ -11,10 +11,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from sms_ext import Gateway
-from sms_ext.gateway_store import save_gateway
-from sms_ext.state import get_state
 
-from .extensions import db
+from .extensions import db, sms
 from .models import Admin, Location, SplashPage
 
 DEMO_SLUG = "demo"
@@ -62,8 +60,7 @@ def seed_demo(region: str = "ZA", password: str | None = None) -> SeedReport:
         report.lines.append("Created its splash page (SMS code on).")
 
     if not session.scalar(select(func.count()).select_from(Gateway)):
-        state = get_state()
-        save_gateway(state.session, state.vault, {"name": DEMO_GATEWAY, "type": "sandbox"})
+        sms.save_gateway({"name": DEMO_GATEWAY, "type": "sandbox"}, commit=False)
         report.lines.append(f"Created gateway {DEMO_GATEWAY!r}: messages go to /demo/inbox.")
     else:
         report.lines.append("Gateways exist: none added.")

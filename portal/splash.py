@@ -36,7 +36,7 @@ from werkzeug.urls import iri_to_uri
 
 from sms_ext import PhoneNumberError
 from sms_ext.models import utcnow
-from sms_ext.phone import country_name
+from sms_ext.text.phone import country_name
 
 from .extensions import db, sms
 from .models import Guest, GuestSession, Location, SplashPage

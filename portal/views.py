@@ -15,7 +15,7 @@ bp = Blueprint("portal", __name__)
 @bp.get("/")
 def index() -> str:
     """A landing page that tells a new user what runs and what to try."""
-    gateways = db.session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)).all()
+    gateways = db.session.scalars(Gateway.in_order()).all()
     counts = dict(
         db.session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
     )

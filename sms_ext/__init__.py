@@ -1,13 +1,24 @@
-"""sms_ext: SMS OTP verification and SMS sending for captive-portal Flask apps."""
+"""sms_ext: SMS OTP verification and SMS sending for captive-portal Flask apps.
+
+The public API is what this module exports; the packages under it may change.
+"""
 
 from __future__ import annotations
 
-from .config import ConfigError
+from .errors import (
+    ConfigError,
+    GatewayConfigError,
+    LuaScriptError,
+    MessageError,
+    OtpRateLimited,
+    OtpUnavailable,
+    PhoneNumberError,
+    SMSError,
+    TemplateError,
+    VaultError,
+)
 from .extension import SMS
-from .gateways import GatewayConfigError
 from .models import Gateway, Kind, Message, MessageAttempt, OtpChallenge, Status, metadata
-from .otp import OtpRateLimited, OtpUnavailable
-from .phone import PhoneNumberError
 
 __all__ = [
     "SMS",
@@ -15,12 +26,17 @@ __all__ = [
     "Gateway",
     "GatewayConfigError",
     "Kind",
+    "LuaScriptError",
     "Message",
     "MessageAttempt",
+    "MessageError",
     "OtpChallenge",
     "OtpRateLimited",
     "OtpUnavailable",
     "PhoneNumberError",
+    "SMSError",
     "Status",
+    "TemplateError",
+    "VaultError",
     "metadata",
 ]

@@ -9,9 +9,10 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from . import gateway_store, sweeper
-from .gateways import GatewayConfigError
-from .models import Message, Status
+from .errors import GatewayConfigError, MessageError, PhoneNumberError
+from .gateways import store as gateway_store
+from .messages import outbox, sweeper
+from .models import Status
 from .state import get_state
 
 FINAL = {Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED}
@@ -64,8 +65,9 @@ def send_command(phone: str, message: str, location: str | None, wait: float) ->
     """Queue MESSAGE to PHONE; with --wait, exit non-zero unless it was sent."""
     state = get_state()
     try:
-        row = state.extension.send(phone, message, location=location)
-    except ValueError as exc:  # PhoneNumberError included: a sentence for the user
+        composed = outbox.compose(state, phone, message, location=location)
+        row = outbox.queue_one(state, composed, commit=True)
+    except (PhoneNumberError, MessageError) as exc:  # a sentence for the user
         raise click.ClickException(str(exc)) from None
     click.echo(f"Message {row.id} to {row.to}: {row.status}")
     if not wait:
@@ -73,8 +75,7 @@ def send_command(phone: str, message: str, location: str | None, wait: float) ->
     deadline = time.monotonic() + wait
     while row.status not in FINAL and time.monotonic() < deadline:
         time.sleep(0.2)
-        state.session.expire_all()
-        row = state.session.get(Message, row.id)
+        state.session.refresh(row)
     click.echo(
         f"Message {row.id}: {row.status}" + (f" ({row.last_error})" if row.last_error else "")
     )
@@ -89,9 +90,10 @@ def worker_command(burst: bool) -> None:
     """Run an RQ worker (with scheduler and sweeper) for the SMS queue."""
     from flask import current_app
 
-    from .worker import run_worker
+    from .messages.worker import run_worker
 
-    run_worker(current_app._get_current_object(), burst=burst)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # not the proxy
+    run_worker(app, burst=burst)
 
 
 @sms_cli.command("sweep")

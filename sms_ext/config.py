@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+
 REDIS_URL = "SMS_REDIS_URL"
 QUEUE = "SMS_QUEUE"
 DAYS_TO_EXPIRE = "SMS_DAYS_TO_EXPIRE"
@@ -61,10 +63,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(RuntimeError):
-    """A ``SMS_*`` value is unusable; raised by ``init_app``."""
-
-
 @dataclass(frozen=True)
 class OtpSettings:
     """How guest verification codes behave (see :mod:`sms_ext.otp`)."""
@@ -97,6 +95,7 @@ class Settings:
     sweep_interval: float
     batch_size: int
     admin_url_prefix: str
+    admin_full_numbers: bool
     otp: OtpSettings
 
 
@@ -187,8 +186,8 @@ def load(config: MutableMapping[str, Any]) -> Settings:
     """Apply defaults to ``config`` and return the validated :class:`Settings`."""
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
-    key = config[ENCRYPTION_KEY] or config.get("SECRET_KEY")
-    if not key or len(str(key)) < 16:
+    secret = config[ENCRYPTION_KEY] or config.get("SECRET_KEY")
+    if not secret or len(str(secret)) < 16:
         raise ConfigError(
             "Gateway secrets are encrypted at rest: set SMS_ENCRYPTION_KEY (or SECRET_KEY) to a "
             "random string of at least 16 characters."
@@ -216,7 +215,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         ),
         days_to_expire=_number(config, DAYS_TO_EXPIRE, 0.01, 30),
         sending_enabled=_flag(config, SENDING_ENABLED),
-        encryption_key=str(key),
+        encryption_key=str(secret),
         default_region=region,
         retry_base_seconds=_number(config, RETRY_BASE_SECONDS, 1, 3600),
         retry_max_seconds=_number(config, RETRY_MAX_SECONDS, 1, 86400),
@@ -229,9 +228,9 @@ def load(config: MutableMapping[str, Any]) -> Settings:
             lambda v: v.startswith("/") and " " not in v,
             "must be a URL path starting with /",
         ).rstrip("/"),
+        admin_full_numbers=_flag(config, ADMIN_FULL_NUMBERS),
         otp=_otp(config),
     )
-    _flag(config, ADMIN_FULL_NUMBERS)  # read per request by the logs pages; checked here
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(f"{RETRY_MAX_SECONDS} must not be below {RETRY_BASE_SECONDS}.")
     return settings

@@ -1,23 +1,25 @@
-"""The :class:`SMS` Flask extension object."""
+"""The :class:`SMS` Flask extension object: configuration, registration, and thin methods
+that hand the work to the domain packages (:mod:`sms_ext.messages`, :mod:`sms_ext.otp`,
+:mod:`sms_ext.gateways`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
-from . import admin, config, otp, otp_flow, outbox, runtime
+from . import admin, config
 from .cli import sms_cli
-from .models import Gateway, Kind, Message, Status, utcnow
-from .phone import normalize_phone
-from .segments import analyze
-from .state import SMSState, get_state
-from .vault import Vault
-
-MAX_BODY = 1600
-"""Longest text we accept: the common provider limit (Twilio's) for one concatenated SMS."""
+from .errors import OtpRateLimited, OtpUnavailable
+from .gateways import store as gateway_store
+from .gateways.vault import Vault
+from .messages import outbox
+from .models import Gateway, Kind, Message
+from .otp import flow as otp_flow
+from .state import Registrations, SMSState, get_state
 
 
 class SMS:
@@ -25,11 +27,14 @@ class SMS:
 
     ``SMS(app)`` or ``sms = SMS(); sms.init_app(app)``. The app must use Flask-SQLAlchemy:
     messages are stored through its session, in the caller's transaction.
+
+    Transactions: every method that writes takes ``commit=``. With ``commit=True`` (the
+    default) the method commits; with ``False`` its rows join the caller's transaction and
+    their delivery jobs are enqueued when the caller commits (nothing is sent on rollback).
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._protected: dict[str, otp_flow.Protection] = {}
-        self.admin_callback: Callable[[], bool | ResponseReturnValue] | None = None
+        self._registrations = Registrations()
         if app is not None:
             self.init_app(app)
 
@@ -43,18 +48,18 @@ class SMS:
                 "before 'sms.init_app(app)'."
             )
         app.extensions["sms"] = SMSState(
-            extension=self,
             settings=settings,
             vault=Vault(settings.encryption_key),
             db=db,
             instance_path=app.instance_path,
+            registrations=self._registrations,
         )
         app.cli.add_command(sms_cli)
         app.register_blueprint(Blueprint("sms", __name__, template_folder="templates"))
         app.register_blueprint(admin.bp, url_prefix=settings.admin_url_prefix)
-        app.before_request(lambda: otp_flow.handle_step(self._protected))
-        app.register_error_handler(otp.OtpRateLimited, otp_flow.error_page)
-        app.register_error_handler(otp.OtpUnavailable, otp_flow.error_page)
+        app.before_request(otp_flow.handle_step)
+        app.register_error_handler(OtpRateLimited, otp_flow.error_page)
+        app.register_error_handler(OtpUnavailable, otp_flow.error_page)
         otp_flow.register_template_globals(app)
 
     def admin_check(
@@ -66,7 +71,7 @@ class SMS:
         (say, a redirect to the host's login page) is returned as is, anything else is a 403.
         Without a callback every admin page is denied.
         """
-        self.admin_callback = callback
+        self._registrations.admin_callback = callback
         return callback
 
     def protect(
@@ -91,7 +96,8 @@ class SMS:
         All callbacks run in the request context of the protected view.
         """
         name = blueprint if isinstance(blueprint, str) else blueprint.name
-        self._protected[name] = otp_flow.Protection(on_verified, required, location, region)
+        protection = otp_flow.Protection(on_verified, required, location, region)
+        self._registrations.protected[name] = protection
 
     def verify_phone(self, raw_phone: str) -> ResponseReturnValue:
         """Verify the guest's number from inside a protected view; returns the response.
@@ -99,67 +105,7 @@ class SMS:
         Raises :class:`~sms_ext.PhoneNumberError` (a sentence for the guest) for a number that
         is not acceptable, :class:`~sms_ext.OtpRateLimited` (429) when limits refuse.
         """
-        return otp_flow.verify_phone(self._protected, raw_phone)
-
-    @staticmethod
-    def _expiry(state: SMSState, expires_at: datetime | None) -> datetime:
-        if expires_at is None:
-            return utcnow() + timedelta(days=runtime.current(state).days_to_expire)
-        if expires_at.tzinfo is not None:
-            return expires_at.astimezone(UTC).replace(tzinfo=None)
-        return expires_at
-
-    @staticmethod
-    def _check(body: str, kind: str) -> None:
-        if kind not in Kind.ALL:
-            raise ValueError(f"Unknown message kind {kind!r}; use one of {', '.join(Kind.ALL)}.")
-        if not body or not body.strip():
-            raise ValueError("The message is empty.")
-        if "\x00" in body:
-            raise ValueError("The message contains a NUL character.")
-        if len(body) > MAX_BODY:
-            raise ValueError(f"The message is longer than {MAX_BODY} characters.")
-
-    def _row(
-        self,
-        state: SMSState,
-        to: str,
-        body: str,
-        *,
-        kind: str,
-        location: str | None,
-        customer: str | None,
-        expires_at: datetime | None,
-        region: str | None,
-    ) -> dict:
-        """A checked, ready-to-insert message row (expiry defaulted and made naive UTC)."""
-        self._check(body, kind)
-        info = analyze(body)
-        now = utcnow()
-        row = {
-            "kind": kind,
-            "to": normalize_phone(
-                to, default_region=region or state.settings.default_region, allow_fixed_line=True
-            ),
-            "body": body,
-            "encoding": info.encoding,
-            "segments": info.segments,
-            "status": Status.QUEUED,
-            "location": location,
-            "customer_ref": customer,
-            "created_at": now,
-            "next_attempt_at": now,
-            "expires_at": self._expiry(state, expires_at),
-            "attempts": 0,
-            "only_gateway": False,
-        }
-        if not runtime.current(state).sending_enabled:
-            row.update(
-                status=Status.FAILED,
-                failed_at=now,
-                last_error="SMS sending is switched off.",
-            )
-        return row
+        return otp_flow.verify_phone(raw_phone)
 
     def send(
         self,
@@ -174,21 +120,21 @@ class SMS:
         gateway: Gateway | None = None,
         commit: bool = True,
     ) -> Message:
-        """Queue one SMS and return its :class:`Message` row.
+        """Queue one SMS and return its :class:`~sms_ext.Message` row.
 
         :param to: the recipient, in any format phonenumbers understands with ``region`` (or
             ``SMS_DEFAULT_REGION``) as the default country; raises
-            :class:`~sms_ext.phone.PhoneNumberError` when it is not a valid number.
-        :param kind: one of :class:`~sms_ext.models.Kind`.
+            :class:`~sms_ext.PhoneNumberError` when it is not a valid number, and
+            :class:`~sms_ext.MessageError` for an empty or too long text or an unknown kind.
+        :param kind: one of :class:`~sms_ext.Kind`.
         :param location: the host's location key; picks the gateways that serve it.
         :param customer: a free reference to the host's guest/customer record.
-        :param expires_at: give up after this time (default: ``SMS_DAYS_TO_EXPIRE`` days).
+        :param expires_at: give up after this time (default: the "days to expire" setting).
         :param gateway: send through this gateway only (test sends), even if disabled.
-        :param commit: commit now (default). With ``False`` the row joins the caller's
-            transaction and its job is enqueued when the caller commits.
+        :param commit: commit now (default), or leave the row in the caller's transaction.
         """
         state = get_state()
-        row = self._row(
+        row = outbox.compose(
             state,
             to,
             body,
@@ -197,21 +143,9 @@ class SMS:
             customer=customer,
             expires_at=expires_at,
             region=region,
+            gateway=gateway,
         )
-        message = Message(**row)
-        if gateway is not None:
-            message.gateway_id = gateway.id
-            message.only_gateway = True
-        session = state.session
-        if message.status == Status.QUEUED:
-            message.job_id = outbox.new_job_id()
-        session.add(message)
-        session.flush()
-        if message.status == Status.QUEUED:
-            outbox.enqueue_after_commit(session, state.queue, message.job_id, [message.id])
-        if commit:
-            session.commit()
-        return message
+        return outbox.queue_one(state, row, commit=commit)
 
     def send_bulk(
         self,
@@ -221,58 +155,53 @@ class SMS:
         location: str | None = None,
         expires_at: datetime | None = None,
         region: str | None = None,
+        commit: bool = True,
     ) -> list[int]:
-        """Queue many messages (``(to, body)`` pairs) with bulk inserts and batched jobs.
+        """Queue many messages (``(to, body)`` pairs); returns their ids, in order.
 
-        Each job carries ``SMS_BATCH_SIZE`` ids, so a worker sends a whole batch over one
-        kept-alive connection (and a provider's bulk endpoint) and settles it in bulk. The call
-        commits; numbers that are not valid raise before anything is written.
+        Rows go in with bulk inserts and each job carries ``SMS_BATCH_SIZE`` ids, so a worker
+        sends a whole batch over kept-alive connections (and a provider's bulk endpoint).
+        Every number and text is checked before anything is written: one bad entry raises
+        (see :meth:`send`) and nothing is queued.
         """
         state = get_state()
-        expiry = self._expiry(state, expires_at)  # once: every row of the batch shares it
+        expiry = outbox.expiry(state, expires_at)  # once: every row of the batch shares it
         rows = [
-            self._row(
-                state,
-                to,
-                body,
-                kind=kind,
-                location=location,
-                customer=None,
-                expires_at=expiry,
-                region=region,
+            outbox.compose(
+                state, to, body, kind=kind, location=location, expires_at=expiry, region=region
             )
             for to, body in recipients
         ]
-        size = state.settings.batch_size
-        ids: list[int] = []
-        for start in range(0, len(rows), size):
-            ids.extend(outbox.add_rows(state.session, state.queue, rows[start : start + size]))
-        state.session.commit()
+        ids = outbox.queue(state, rows)
+        if commit:
+            state.session.commit()
         return ids
 
-    def queue_message(
-        self,
-        to: str,
-        body: str,
-        *,
-        kind: str,
-        location: str | None,
-        expires_at: datetime,
-        region: str | None = None,
-    ) -> int:
-        """Like :meth:`send` with ``commit=False``, but returns only the new message's id.
+    def save_gateway(
+        self, data: Mapping[str, Any], gateway: Gateway | None = None, *, commit: bool = True
+    ) -> Gateway:
+        """Create a gateway (or update ``gateway``) from form-shaped ``data``.
 
-        The hot path of guest codes: one Core INSERT, no ORM object to build and flush.
+        Field names are those of the admin form and of ``flask sms gateways export``; secrets
+        are encrypted, and a blank secret on update keeps the stored one. Raises
+        :class:`~sms_ext.GatewayConfigError` with a message per field.
         """
         state = get_state()
-        row = self._row(
-            state,
-            to,
-            body,
-            kind=kind,
-            location=location,
-            customer=None,
-            expires_at=expires_at,
-            region=region,
-        )
-        return outbox.add_rows(state.session, state.queue, [row])[0]
+        saved = gateway_store.save_gateway(state.session, state.vault, data, gateway)
+        if commit:
+            state.session.commit()
+        return saved
+
+    def import_gateways(
+        self, items: Sequence[Mapping[str, Any]], *, commit: bool = True
+    ) -> list[Gateway]:
+        """Create or update (by name) every gateway in ``items``, all or nothing.
+
+        Raises :class:`~sms_ext.GatewayConfigError` whose fields name the entry (``"2.url"``);
+        every entry is checked before any is written, so a refused file changes nothing.
+        """
+        state = get_state()
+        saved = gateway_store.import_gateways(state.session, state.vault, items)
+        if commit:
+            state.session.commit()
+        return saved

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,9 +24,12 @@ from sqlalchemy import (
     Numeric,
     SmallInteger,
     String,
+    Table,
     Text,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import Select
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,8 +55,11 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
-class Status:
-    """Message states; a message moves forward only (a retry goes back to QUEUED)."""
+class Status(StrEnum):
+    """Message states; a message moves forward only (a retry goes back to QUEUED).
+
+    Members are strings, stored as their value: ``Status.SENT == "sent"``.
+    """
 
     QUEUED = "queued"
     SENDING = "sending"
@@ -60,18 +67,16 @@ class Status:
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     FAILED = "failed"
-    ALL = (QUEUED, SENDING, SENT, DELIVERED, UNDELIVERED, FAILED)
 
 
-class Kind:
-    """Why a message was sent."""
+class Kind(StrEnum):
+    """Why a message was sent (a string enum, stored as its value)."""
 
     OTP = "otp"
     PERSONAL = "personal"
     VOUCHER = "voucher"
     CAMPAIGN = "campaign"
     TEST = "test"
-    ALL = (OTP, PERSONAL, VOUCHER, CAMPAIGN, TEST)
 
 
 class Gateway(Base):
@@ -97,6 +102,11 @@ class Gateway(Base):
     """Why the last balance check gave no figure."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def in_order(cls) -> Select[Gateway]:
+        """Every gateway, primary first: the order fallback follows and pages list them in."""
+        return select(cls).order_by(cls.priority, cls.id)
 
     def serves(self, location: str | None) -> bool:
         """Whether a message for ``location`` may go through this gateway."""
@@ -227,3 +237,8 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+"""The message table, for Core statements on the hot paths (no ORM objects to build)."""
+CHALLENGES: Table = OtpChallenge.__table__  # type: ignore[assignment]

@@ -43,13 +43,13 @@ def _defaults(state: SMSState) -> Runtime:
 
 def current(state: SMSState) -> Runtime:
     """The settings in force, from a per-process cache refreshed every few seconds."""
-    cached = state.cache.get("runtime")
+    cached = state.runtime_cache
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    stored = dict(state.session.execute(select(Setting.key, Setting.value)).all())
+    stored: dict[str, Any] = dict(state.session.execute(select(Setting.key, Setting.value)).all())
     fields = {k: v for k, v in stored.items() if k in Runtime.__dataclass_fields__}
     runtime = replace(_defaults(state), **fields)
-    state.cache["runtime"] = (time.monotonic() + CACHE_SECONDS, runtime)
+    state.runtime_cache = (time.monotonic() + CACHE_SECONDS, runtime)
     return runtime
 
 
@@ -72,5 +72,5 @@ def save(state: SMSState, runtime: Runtime, *, changed_by: str = "") -> None:
         else:
             row.value = value
     session.commit()
-    state.cache.pop("runtime", None)
+    state.runtime_cache = None
     log.info("SMS settings changed%s: %s", f" by {changed_by}" if changed_by else "", runtime)

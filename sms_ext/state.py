@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,35 +19,50 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from .config import Settings
-from .vault import Vault
+from .gateways.vault import Vault
 
 if TYPE_CHECKING:
+    from flask.typing import ResponseReturnValue
     from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy.orm import Session
 
-    from .extension import SMS
+    from .otp.flow import Protection
+    from .otp.limits import Limiter
+    from .runtime import Runtime
 
 EMBEDDED_REDIS_FILE = "sms-redis.db"
+
+
+@dataclass
+class Registrations:
+    """What the host registered on its ``SMS`` object: shared by every app it serves, and
+    read by the admin and OTP hooks without reaching back to the extension object."""
+
+    admin_callback: Callable[[], bool | ResponseReturnValue] | None = None
+    protected: dict[str, Protection] = field(default_factory=dict)
+    """Splash blueprints with the code step, by blueprint name."""
 
 
 @dataclass
 class SMSState:
     """What the extension keeps for one app."""
 
-    extension: SMS
     settings: Settings
     vault: Vault
     db: SQLAlchemy
     instance_path: str
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Per-app objects built on first use (the OTP rate limiter)."""
+    registrations: Registrations
+    runtime_cache: tuple[float, Runtime] | None = field(default=None, repr=False)
+    """The admin settings in force and until when (monotonic) to trust them."""
+    otp_limiter: Limiter | None = field(default=None, repr=False)
+    """The OTP rate limiter, built on first use (parsing limits per request costs)."""
     _redis: Redis | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def session(self) -> Session:
         """The host's Flask-SQLAlchemy session (scoped to the app context)."""
-        return self.db.session
+        return self.db.session  # type: ignore[return-value]  # a scoped_session proxies one
 
     @property
     def redis(self) -> Redis:
@@ -63,6 +79,7 @@ class SMSState:
 
     @property
     def queue(self) -> Queue:
+        """The RQ queue delivery jobs go to (``SMS_QUEUE``)."""
         return Queue(self.settings.queue, connection=self.redis)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from sqlalchemy import create_engine, text
@@ -22,7 +23,7 @@ from sqlalchemy import create_engine, text
 from portal import create_app as create_portal
 from portal.extensions import db as portal_db
 from sms_ext import SMS, metadata
-from sms_ext.worker import AppWorker
+from sms_ext.messages.worker import AppWorker
 from tests.browser import browser_required, browser_status, chromium_found
 from tests.redis_server import RedisServer
 from tests.simulator import GatewaySimulator
@@ -110,7 +111,9 @@ def service_urls(backend: str, database_urls: dict[str, str], redis_url: str) ->
     return database_urls[backend], redis_url
 
 
-def make_app(database_url: str, redis_url: str, **config: object) -> Flask:
+def make_app(
+    database_url: str, redis_url: str, *, sms: SMS | None = None, **config: object
+) -> Flask:
     """A bare Flask app with Flask-SQLAlchemy and the extension, as an integrator builds it."""
     app = Flask("sms_test")
     app.config.update(
@@ -124,16 +127,22 @@ def make_app(database_url: str, redis_url: str, **config: object) -> Flask:
         **config,
     )
     SQLAlchemy(metadata=metadata).init_app(app)
-    SMS(app)
+    (sms or SMS()).init_app(app)
     return app
 
 
 @pytest.fixture
+def sms() -> SMS:
+    """The extension object of the ``app`` fixture, as an integrator holds it."""
+    return SMS()
+
+
+@pytest.fixture
 def app(
-    backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis
+    backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis, sms: SMS
 ) -> Iterator[Flask]:
     """A fresh app on an emptied database and an emptied Redis."""
-    app = make_app(database_urls[backend], redis_url)
+    app = make_app(database_urls[backend], redis_url, sms=sms)
     with app.app_context():
         _empty_tables(app.extensions["sqlalchemy"])
     yield app
@@ -145,6 +154,13 @@ def app(
 def app_ctx(app: Flask) -> Iterator[Flask]:
     with app.app_context():
         yield app
+
+
+@pytest.fixture
+def admin_client(app: Flask, sms: SMS) -> FlaskClient:
+    """A test client of ``app`` whose every request passes the admin check."""
+    sms.admin_check(lambda: True)
+    return app.test_client()
 
 
 @pytest.fixture
@@ -172,10 +188,20 @@ def portal_app(
         portal_db.engine.dispose()
 
 
+class BurstWorker(AppWorker):
+    """The extension's worker, without RQ's command channel: nobody sends a test's burst
+    commands, and stopping that channel's thread costs up to a second (RQ joins it with a
+    1 s timeout), which added seconds to the suite."""
+
+    def subscribe(self) -> None:
+        pass
+
+
 def drain(app: Flask, *, with_scheduler: bool = False) -> None:
-    """Run a real RQ worker (burst) until the SMS queue is empty."""
+    """Run a real RQ worker (burst) until the SMS queue is empty; with ``with_scheduler``,
+    jobs scheduled for now or earlier (retries) are moved onto the queue first."""
     state = app.extensions["sms"]
-    worker = AppWorker([state.queue], connection=state.redis, app=app)
+    worker = BurstWorker([state.queue], connection=state.redis, app=app)
     worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import bindparam, select, update
 
 from sms_ext import Gateway, Message
-from sms_ext.gateway_store import save_gateway
+from sms_ext.gateways.store import save_gateway
+from sms_ext.models import MESSAGES, utcnow
+from tests.conftest import drain
 from tests.simulator import GatewaySimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +54,59 @@ def reload(app: Flask, message: Message) -> Message:
     session = app.extensions["sms"].session
     session.expire_all()
     return session.get(Message, message.id)
+
+
+MESSAGE_TIMES = (
+    "created_at",
+    "next_attempt_at",
+    "claimed_until",
+    "sent_at",
+    "delivered_at",
+    "failed_at",
+    "expires_at",
+)
+"""Every time column of a message: :func:`age` moves them all, so their order is kept."""
+
+
+def age(app: Flask, seconds: float = 30) -> None:
+    """Move the outbox's clock ``seconds`` forward instead of waiting for it.
+
+    Every message's times move back by ``seconds`` (due, expiry, lease, creation...), and so do
+    the delivery jobs RQ's scheduler holds for later (retries): a retry becomes due, a message
+    comes closer to its expiry, a row gets past the sweeper's grace, exactly as if the time had
+    passed. Commits.
+    """
+    state = app.extensions["sms"]
+    session = state.session
+    shift = timedelta(seconds=seconds)
+    columns = [MESSAGES.c.id, *(MESSAGES.c[name] for name in MESSAGE_TIMES)]
+    moved = [
+        {"b_id": row["id"]}
+        | {name: row[name] - shift if row[name] is not None else None for name in MESSAGE_TIMES}
+        for row in session.execute(select(*columns)).mappings()
+    ]
+    if moved:
+        statement = (
+            update(MESSAGES)
+            .where(MESSAGES.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in MESSAGE_TIMES})
+        )
+        session.execute(statement, moved)
+    session.commit()
+    scheduled = ScheduledJobRegistry(queue=state.queue)
+    for job_id, at in state.redis.zrange(scheduled.key, 0, -1, withscores=True):
+        state.redis.zadd(scheduled.key, {job_id: at - seconds})
+
+
+def retry_now(app: Flask, message: Message) -> None:
+    """Move the clock just past ``message``'s next attempt (see :func:`age`) and run that
+    attempt with a real burst worker, whose scheduler hands over the retry job now due.
+
+    One second more than needed: RQ's scheduler compares whole seconds.
+    """
+    due = reload(app, message).next_attempt_at
+    age(app, max(math.ceil((due - utcnow()).total_seconds()), 0) + 1)
+    drain(app, with_scheduler=True)
 
 
 def worker_process(database_url: str, redis_url: str, *args: str) -> subprocess.Popen[bytes]:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, redirect, render_template_string, request
 
-from sms_ext import PhoneNumberError
+from sms_ext import SMS, PhoneNumberError
 from tests.conftest import make_app
 
 FORM = """<form method=post action="{{ request.full_path.rstrip('?') }}">
@@ -20,8 +20,8 @@ FORM = """<form method=post action="{{ request.full_path.rstrip('?') }}">
 
 def build(database_url: str, redis_url: str, *, protect_first: bool = False, **config) -> Flask:
     """The app; ``settings["otp"]`` toggles the OTP step like a splash page's switch."""
-    app = make_app(database_url, redis_url, **config)
-    sms = app.extensions["sms"].extension
+    sms = SMS()
+    app = make_app(database_url, redis_url, sms=sms, **config)
     splash = Blueprint("splash", __name__)
     app.config["SPLASH_OTP"] = True
     verified: list[tuple[str, bool, dict]] = []

@@ -2,7 +2,7 @@
 
 Drivers are tested against real sockets rather than mocked sessions, so that URL building,
 authentication headers, keep-alive, timeouts and connection errors are exercised exactly as in
-production. The HTTP facts imitated here come from ``GATEWAYS.md``. Faults can be queued per
+production. The HTTP facts imitated here are in ``docs/gateways.md``. Faults can be queued per
 gateway or made permanent, and an HTTP control API lets a benchmark drive a simulator running in
 another process (``python -m tests.simulator``).
 

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from sms_ext import Gateway, Message, Status
+from sms_ext import SMS, Gateway, Message, Status
 from sms_ext.gateways.custom import CustomDriver
 from sms_ext.gateways.presets import PRESETS
 from tests.conftest import drain, make_app
@@ -24,11 +24,11 @@ SECRET = "SECRET-qrstuvwxyz-98765"
 
 
 @pytest.fixture
-def admin(app: Flask) -> FlaskClient:
+def admin(app: Flask, admin_client: FlaskClient) -> FlaskClient:
+    """The admin's client, CSRF off and server errors raised in the test."""
     app.config["WTF_CSRF_ENABLED"] = False
     app.config["PROPAGATE_EXCEPTIONS"] = True
-    app.extensions["sms"].extension.admin_check(lambda: True)
-    return app.test_client()
+    return admin_client
 
 
 def custom_form(**changes: Any) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def custom_form(**changes: Any) -> dict[str, Any]:
 def gateways(app: Flask) -> list[Gateway]:
     session = app.extensions["sms"].session
     session.expire_all()
-    return list(session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)))
+    return list(session.scalars(Gateway.in_order()))
 
 
 def stored_secrets(app: Flask, gateway: Gateway) -> dict[str, Any]:
@@ -96,8 +96,8 @@ def test_every_route_is_denied_without_admin_check(app: Flask, method: str, path
     assert getattr(app.test_client(), method)(PREFIX + path).status_code == 403
 
 
-def test_every_route_is_denied_when_the_check_says_no(app: Flask) -> None:
-    app.extensions["sms"].extension.admin_check(lambda: False)
+def test_every_route_is_denied_when_the_check_says_no(app: Flask, sms: SMS) -> None:
+    sms.admin_check(lambda: False)
     client = app.test_client()
     for method, path in ROUTES:
         assert getattr(client, method)(PREFIX + path).status_code == 403, path
@@ -108,8 +108,9 @@ def test_post_without_csrf_token_is_refused(
 ) -> None:
     with app.app_context():
         gateway_id = add_gateway(app, name="Sandbox", type="sandbox").id
-    guarded = make_app(database_urls[backend], redis_url)  # CSRF on, as in production
-    guarded.extensions["sms"].extension.admin_check(lambda: True)
+    guarded_sms = SMS()
+    guarded_sms.admin_check(lambda: True)
+    guarded = make_app(database_urls[backend], redis_url, sms=guarded_sms)  # CSRF on
     client = guarded.test_client()
     assert client.post(f"{PREFIX}/{gateway_id}/toggle").status_code == 400
     assert client.post(f"{PREFIX}/new", data=custom_form()).status_code == 400

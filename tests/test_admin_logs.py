@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import insert, select
 
+from sms_ext import SMS
 from sms_ext.admin.logs import mask_phone
 from sms_ext.models import Gateway, Kind, Message, MessageAttempt, Status, utcnow
+from tests.conftest import make_app
 
 PREFIX = "/sms/admin"
 NOW = utcnow()
@@ -22,9 +25,17 @@ TODAY = datetime.combine(NOW.date(), datetime.min.time())
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    app.extensions["sms"].extension.admin_check(lambda: True)
-    return app.test_client()
+def full_numbers_client(
+    app: Flask, backend: str, database_urls: dict[str, str], redis_url: str
+) -> Iterator[FlaskClient]:
+    """An admin client of an app built with ``SMS_ADMIN_FULL_NUMBERS`` (read once, at init),
+    on the same database as ``app``."""
+    sms = SMS()
+    sms.admin_check(lambda: True)
+    full = make_app(database_urls[backend], redis_url, sms=sms, SMS_ADMIN_FULL_NUMBERS=True)
+    yield full.test_client()
+    with full.app_context():
+        full.extensions["sqlalchemy"].engine.dispose()
 
 
 def add_gateways(app: Flask, *names: str, enabled: bool = True) -> dict[str, int]:
@@ -98,7 +109,7 @@ def test_every_page_is_denied_without_admin_check(app: Flask, path: str) -> None
     assert app.test_client().get(PREFIX + path).status_code == 403
 
 
-def test_filters_return_the_matching_rows(app: Flask, client: FlaskClient) -> None:
+def test_filters_return_the_matching_rows(app: Flask, admin_client: FlaskClient) -> None:
     gw = add_gateways(app, "alpha", "beta")
     old = NOW - timedelta(days=10)
     ids = add_messages(
@@ -125,7 +136,7 @@ def test_filters_return_the_matching_rows(app: Flask, client: FlaskClient) -> No
         "status=sent&kind=voucher&location=cafe": [],
     }
     for query, expected in cases.items():
-        response = client.get(f"{PREFIX}/logs/?{query}")
+        response = admin_client.get(f"{PREFIX}/logs/?{query}")
         assert response.status_code == 200, query
         assert page_ids(response.text) == expected, query
 
@@ -147,48 +158,49 @@ def test_filters_return_the_matching_rows(app: Flask, client: FlaskClient) -> No
     ],
 )
 def test_bad_filters_are_a_400_with_a_message(
-    client: FlaskClient, query: str, message: str
+    admin_client: FlaskClient, query: str, message: str
 ) -> None:
-    response = client.get(f"{PREFIX}/logs/?{query}")
+    response = admin_client.get(f"{PREFIX}/logs/?{query}")
     assert response.status_code == 400
     assert message in response.text
-    export = client.get(f"{PREFIX}/logs/export.csv?{query}")
+    export = admin_client.get(f"{PREFIX}/logs/export.csv?{query}")
     if "before" not in query:
         assert export.status_code == 400
 
 
-def test_keyset_pages_cover_every_row_once(app: Flask, client: FlaskClient) -> None:
+def test_keyset_pages_cover_every_row_once(app: Flask, admin_client: FlaskClient) -> None:
     ids = add_messages(app, *({"location": "lobby"} for _ in range(120)))
     add_messages(app, *({"location": "elsewhere"} for _ in range(7)))
     newest_first = ids[::-1]
 
-    first = client.get(f"{PREFIX}/logs/?location=lobby").text
+    first = admin_client.get(f"{PREFIX}/logs/?location=lobby").text
     assert page_ids(first) == newest_first[:50]
     assert link(first, "prev") is None
-    second = client.get(link(first, "next")).text
+    second = admin_client.get(link(first, "next")).text
     assert page_ids(second) == newest_first[50:100]
     assert "location=lobby" in link(second, "next")
-    third = client.get(link(second, "next")).text
+    third = admin_client.get(link(second, "next")).text
     assert page_ids(third) == newest_first[100:]
     assert link(third, "next") is None
 
-    back = client.get(link(third, "prev")).text
+    back = admin_client.get(link(third, "prev")).text
     assert page_ids(back) == newest_first[50:100]
-    top = client.get(link(back, "prev")).text
+    top = admin_client.get(link(back, "prev")).text
     assert page_ids(top) == newest_first[:50]
     assert link(top, "prev") is None
     assert link(top, "next") is not None
 
 
-def test_numbers_are_masked_unless_allowed(app: Flask, client: FlaskClient) -> None:
+def test_numbers_are_masked_unless_allowed(
+    app: Flask, admin_client: FlaskClient, full_numbers_client: FlaskClient
+) -> None:
     (message_id,) = add_messages(app, {"to": "+27831234567"})
     for path in ("/logs/", f"/logs/{message_id}"):
-        html = client.get(PREFIX + path).text
+        html = admin_client.get(PREFIX + path).text
         assert "+27 83 ••• 4567" in html
         assert "+27831234567" not in html
-    app.config["SMS_ADMIN_FULL_NUMBERS"] = True
     for path in ("/logs/", f"/logs/{message_id}"):
-        assert "+27831234567" in client.get(PREFIX + path).text
+        assert "+27831234567" in full_numbers_client.get(PREFIX + path).text
 
 
 def test_mask_phone_keeps_country_and_last_digits() -> None:
@@ -197,7 +209,7 @@ def test_mask_phone_keeps_country_and_last_digits() -> None:
     assert mask_phone("+35312345") == "+353 ••• 45"
 
 
-def test_detail_shows_the_message_and_every_attempt(app: Flask, client: FlaskClient) -> None:
+def test_detail_shows_the_message_and_every_attempt(app: Flask, admin_client: FlaskClient) -> None:
     gw = add_gateways(app, "alpha")
     (message_id,) = add_messages(
         app,
@@ -223,7 +235,7 @@ def test_detail_shows_the_message_and_every_attempt(app: Flask, client: FlaskCli
         },
         {"message_id": message_id, "gateway_name": "alpha", "gateway_id": gw["alpha"]},
     )
-    response = client.get(f"{PREFIX}/logs/{message_id}")
+    response = admin_client.get(f"{PREFIX}/logs/{message_id}")
     assert response.status_code == 200
     html = response.text
     assert "Your code is 123456" in html
@@ -231,14 +243,16 @@ def test_detail_shows_the_message_and_every_attempt(app: Flask, client: FlaskCli
     for text in ("beta-old", "503", "2001 ms", "Service Unavailable", "HTTP 503", "prov-77"):
         assert text in html
     assert "<pre>POST https://beta/send &lt;b&gt;</pre>" in html
-    assert client.get(f"{PREFIX}/logs/{message_id + 1000}").status_code == 404
+    assert admin_client.get(f"{PREFIX}/logs/{message_id + 1000}").status_code == 404
 
 
 def read_csv(response: Any) -> list[list[str]]:
     return list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
 
 
-def test_export_streams_the_filtered_rows_as_safe_csv(app: Flask, client: FlaskClient) -> None:
+def test_export_streams_the_filtered_rows_as_safe_csv(
+    app: Flask, admin_client: FlaskClient, full_numbers_client: FlaskClient
+) -> None:
     gw = add_gateways(app, "=HYPERLINK(1)")
     ids = add_messages(
         app,
@@ -253,8 +267,7 @@ def test_export_streams_the_filtered_rows_as_safe_csv(app: Flask, client: FlaskC
         {"location": "hotel"},
         *({"location": "cafe", "status": Status.FAILED} for _ in range(2500)),
     )
-    app.config["SMS_ADMIN_FULL_NUMBERS"] = True
-    response = client.get(f"{PREFIX}/logs/export.csv?location=cafe")
+    response = full_numbers_client.get(f"{PREFIX}/logs/export.csv?location=cafe")
     assert response.status_code == 200
     assert response.is_streamed
     assert response.mimetype == "text/csv"
@@ -273,8 +286,7 @@ def test_export_streams_the_filtered_rows_as_safe_csv(app: Flask, client: FlaskC
     assert first["segments"] == "2"
     assert first["created_utc"].endswith("Z") and first["sent_utc"].endswith("Z")
 
-    app.config["SMS_ADMIN_FULL_NUMBERS"] = False
-    masked = read_csv(client.get(f"{PREFIX}/logs/export.csv?location=hotel"))
+    masked = read_csv(admin_client.get(f"{PREFIX}/logs/export.csv?location=hotel"))
     assert [row[5] for row in masked[1:]] == ["'+27 83 ••• 4567"]
 
 
@@ -286,7 +298,7 @@ def html_figures(html: str) -> list[dict[str, int]]:
     ]
 
 
-def test_dashboard_counts_chart_and_warnings(app: Flask, client: FlaskClient) -> None:
+def test_dashboard_counts_chart_and_warnings(app: Flask, admin_client: FlaskClient) -> None:
     gw = add_gateways(app, "alpha", "beta")
     three_days_ago = TODAY - timedelta(days=3) + timedelta(hours=1)
     ten_days_ago = TODAY - timedelta(days=10) + timedelta(hours=1)
@@ -310,7 +322,7 @@ def test_dashboard_counts_chart_and_warnings(app: Flask, client: FlaskClient) ->
         *({"message_id": failing, "gateway_id": gw["beta"], "ok": False} for _ in range(5)),
         *({"message_id": failing, "gateway_id": gw["alpha"], "ok": False} for _ in range(4)),
     )
-    html = client.get(f"{PREFIX}/").text
+    html = admin_client.get(f"{PREFIX}/").text
     today, week = html_figures(html)
     assert today == {"sent": 2, "delivered": 1, "failed": 1, "pending": 1}
     assert week == {"sent": 3, "delivered": 2, "failed": 2, "pending": 1}
@@ -333,8 +345,8 @@ def test_dashboard_counts_chart_and_warnings(app: Flask, client: FlaskClient) ->
     assert "<svg" in html and 'role="img"' in html and "<script" not in html
 
 
-def test_dashboard_warns_without_an_enabled_gateway(app: Flask, client: FlaskClient) -> None:
+def test_dashboard_warns_without_an_enabled_gateway(app: Flask, admin_client: FlaskClient) -> None:
     add_gateways(app, "off", enabled=False)
-    html = client.get(f"{PREFIX}/").text
+    html = admin_client.get(f"{PREFIX}/").text
     assert "No enabled gateway" in html
     assert html.count('<g class="day"') == 14

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
-from sms_ext import Status, runtime
+from sms_ext import SMS, Status, runtime
 from sms_ext.models import utcnow
 from tests.conftest import drain
 from tests.helpers import custom_gateway
@@ -18,18 +19,24 @@ from tests.simulator import GatewaySimulator
 @pytest.fixture
 def admin_app(app: Flask) -> Flask:
     app.config["WTF_CSRF_ENABLED"] = False
-    app.extensions["sms"].extension.admin_check(lambda: True)
     return app
 
 
-def test_settings_page_is_denied_without_admin_check(app: Flask) -> None:
+@pytest.fixture
+def client(admin_app: Flask, admin_client: FlaskClient) -> FlaskClient:
+    """The admin's client, CSRF off."""
+    return admin_client
+
+
+def test_settings_page_is_denied_without_admin_check(app: Flask, sms: SMS) -> None:
     assert app.test_client().get("/sms/admin/settings").status_code == 403
-    app.extensions["sms"].extension.admin_check(lambda: False)
+    sms.admin_check(lambda: False)
     assert app.test_client().post("/sms/admin/settings").status_code == 403
 
 
-def test_switching_sending_off_and_on(admin_app: Flask, simulator: GatewaySimulator) -> None:
-    client = admin_app.test_client()
+def test_switching_sending_off_and_on(
+    admin_app: Flask, client: FlaskClient, simulator: GatewaySimulator, sms: SMS
+) -> None:
     page = client.get("/sms/admin/settings").get_data(as_text=True)
     assert 'name="sending_enabled"' in page and "checked" in page
     saved = client.post("/sms/admin/settings", data={"days_to_expire": "2"})
@@ -38,12 +45,12 @@ def test_switching_sending_off_and_on(admin_app: Flask, simulator: GatewaySimula
         state = admin_app.extensions["sms"]
         assert runtime.current(state).sending_enabled is False
         custom_gateway(admin_app, simulator, "gw")
-        quiet = state.extension.send("+27831234567", "not now")
+        quiet = sms.send("+27831234567", "not now")
         assert (quiet.status, quiet.last_error) == (Status.FAILED, "SMS sending is switched off.")
     client.post("/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": "0.5"})
     with admin_app.app_context():
         state = admin_app.extensions["sms"]
-        message = state.extension.send("+27831234567", "now")
+        message = sms.send("+27831234567", "now")
         assert message.status == Status.QUEUED
         expected = utcnow() + timedelta(days=0.5)
         assert abs((message.expires_at - expected).total_seconds()) < 5
@@ -57,8 +64,8 @@ def test_switching_sending_off_and_on(admin_app: Flask, simulator: GatewaySimula
         ("soon", "Not a valid decimal"),
     ],
 )
-def test_bad_days_are_refused(admin_app: Flask, value: str, message: str) -> None:
-    response = admin_app.test_client().post(
+def test_bad_days_are_refused(client: FlaskClient, value: str, message: str) -> None:
+    response = client.post(
         "/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": value}
     )
     assert response.status_code == 400
@@ -66,9 +73,13 @@ def test_bad_days_are_refused(admin_app: Flask, value: str, message: str) -> Non
 
 
 def test_debug_logging_logs_masked_attempts(
-    admin_app: Flask, simulator: GatewaySimulator, caplog: pytest.LogCaptureFixture
+    admin_app: Flask,
+    client: FlaskClient,
+    simulator: GatewaySimulator,
+    sms: SMS,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    admin_app.test_client().post(
+    client.post(
         "/sms/admin/settings",
         data={"sending_enabled": "y", "days_to_expire": "2", "debug_logging": "y"},
     )
@@ -80,7 +91,7 @@ def test_debug_logging_logs_masked_attempts(
             headers=[{"name": "X-Key", "value": "{api_key}"}],
             api_key="very-secret-api-key-123",
         )
-        admin_app.extensions["sms"].extension.send("+27831234567", "logged send")
+        sms.send("+27831234567", "logged send")
         with caplog.at_level(logging.INFO, logger="sms_ext"):
             drain(admin_app)
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "sms_ext")
@@ -88,7 +99,6 @@ def test_debug_logging_logs_masked_attempts(
     assert "very-secret-api-key-123" not in logged
 
 
-def test_csrf_is_required(app: Flask) -> None:
-    app.extensions["sms"].extension.admin_check(lambda: True)
-    response = app.test_client().post("/sms/admin/settings", data={"days_to_expire": "2"})
+def test_csrf_is_required(admin_client: FlaskClient) -> None:
+    response = admin_client.post("/sms/admin/settings", data={"days_to_expire": "2"})
     assert response.status_code == 400

@@ -74,7 +74,7 @@ def gateway_order(app: Flask) -> list[tuple[str, int]]:
     with app.app_context():
         session = app.extensions["sms"].session
         session.expire_all()
-        gateways = session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id))
+        gateways = session.scalars(Gateway.in_order())
         return [(gateway.name, gateway.priority) for gateway in gateways]
 
 

@@ -18,7 +18,7 @@ from flask import Flask
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from portal.extensions import db
+from portal.extensions import db, sms
 from portal.models import GuestSession
 from sms_ext import Kind, Message, Status
 from tests.browser import (  # noqa: F401 (browser_page_fixture: the fixture)
@@ -71,7 +71,6 @@ def wait_until_delivering(app: Flask, simulator: GatewaySimulator) -> None:
     """Send warm-up messages until the worker process delivers one, so it is listening
     before the guest asks for a code. Retried: another test run flushing the shared Redis
     database (as every test's ``redis`` fixture does) drops a job nobody has taken yet."""
-    sms = app.extensions["sms"].extension
     for _ in range(5):
         with app.app_context():
             sms.send(WARM_UP_PHONE, "warm-up")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sms_ext.gateways import GatewayConfigError, OutgoingSMS
+from sms_ext import GatewayConfigError
+from sms_ext.gateways import OutgoingSMS
 from sms_ext.gateways.custom import CustomDriver
 from tests.simulator import GatewaySimulator
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -11,17 +10,13 @@ from flask import Flask
 from rq import Queue
 from sqlalchemy import func, select
 
-from sms_ext import Kind, Message, MessageAttempt, Status
+from sms_ext import SMS, Kind, Message, MessageAttempt, MessageError, PhoneNumberError, Status
 from sms_ext.models import utcnow
 from tests.conftest import drain, make_app
-from tests.helpers import add_gateway, custom_gateway, reload
+from tests.helpers import add_gateway, age, custom_gateway, reload, retry_now
 from tests.simulator import GatewaySimulator
 
 TO = "+27831234567"
-
-
-def sms(app: Flask):
-    return app.extensions["sms"].extension
 
 
 def attempts(app: Flask, message: Message) -> list[MessageAttempt]:
@@ -30,10 +25,10 @@ def attempts(app: Flask, message: Message) -> list[MessageAttempt]:
     return list(session.scalars(query.order_by(MessageAttempt.id)))
 
 
-def test_send_goes_through_primary(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_send_goes_through_primary(app_ctx: Flask, simulator: GatewaySimulator, sms: SMS) -> None:
     primary = custom_gateway(app_ctx, simulator, "primary")
     custom_gateway(app_ctx, simulator, "backup")
-    message = sms(app_ctx).send(TO, "Hello & welcome", kind=Kind.PERSONAL, customer="guest-7")
+    message = sms.send(TO, "Hello & welcome", kind=Kind.PERSONAL, customer="guest-7")
     assert message.status == Status.QUEUED
     drain(app_ctx)
     message = reload(app_ctx, message)
@@ -50,13 +45,13 @@ def test_send_goes_through_primary(app_ctx: Flask, simulator: GatewaySimulator) 
 
 @pytest.mark.parametrize("fault", ["500", "timeout", "429", "garbage", "reset"])
 def test_fallback_to_second_gateway(
-    app_ctx: Flask, simulator: GatewaySimulator, fault: str
+    app_ctx: Flask, simulator: GatewaySimulator, fault: str, sms: SMS
 ) -> None:
     simulator.timeout_seconds = 1.0
     custom_gateway(app_ctx, simulator, "primary", timeout=0.3)
     backup = custom_gateway(app_ctx, simulator, "backup")
     simulator.fail_next("custom", fault, retry_after=30 if fault == "429" else None)
-    message = sms(app_ctx).send(TO, "code 123456")
+    message = sms.send(TO, "code 123456")
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert (message.status, message.gateway_id) == (Status.SENT, backup.id)
@@ -71,12 +66,12 @@ def test_fallback_to_second_gateway(
 
 
 def test_failing_gateway_is_skipped_for_the_rest_of_a_batch(
-    app_ctx: Flask, simulator: GatewaySimulator
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
 ) -> None:
     custom_gateway(app_ctx, simulator, "flaky")
     backup = custom_gateway(app_ctx, simulator, "backup")
     simulator.fail_next("custom", "500", count=3)
-    ids = sms(app_ctx).send_bulk([(TO, f"n{i}") for i in range(6)], kind=Kind.PERSONAL)
+    ids = sms.send_bulk([(TO, f"n{i}") for i in range(6)], kind=Kind.PERSONAL)
     drain(app_ctx)
     paths = Counter(r.path for r in simulator.requests_for("custom"))
     assert paths == {"/custom/flaky": 3, "/custom/backup": 6}
@@ -90,32 +85,34 @@ def test_failing_gateway_is_skipped_for_the_rest_of_a_batch(
     assert all(a.http_status is None and a.gateway_name == "flaky" for a in skipped)
 
 
-def test_all_gateways_fail_then_retry_succeeds(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_all_gateways_fail_then_retry_succeeds(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     custom_gateway(app_ctx, simulator, "only")
     simulator.fail_next("custom", "500")
-    message = sms(app_ctx).send(TO, "try again")
+    message = sms.send(TO, "try again")
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert (message.status, message.attempts) == (Status.QUEUED, 1)
     assert "HTTP 500" in message.last_error
     assert message.next_attempt_at > utcnow()
-    deadline = time.monotonic() + 15
-    while reload(app_ctx, message).status != Status.SENT and time.monotonic() < deadline:
-        time.sleep(0.3)
-        drain(app_ctx, with_scheduler=True)
+    retry_now(app_ctx, message)
     message = reload(app_ctx, message)
     assert (message.status, message.attempts) == (Status.SENT, 2)
     assert len(simulator.requests_for("custom")) == 2
 
 
-def test_retries_stop_at_expiry(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_retries_stop_at_expiry(app_ctx: Flask, simulator: GatewaySimulator, sms: SMS) -> None:
     custom_gateway(app_ctx, simulator, "broken")
     simulator.fail_next("custom", "503", count=100)
-    message = sms(app_ctx).send(TO, "never", expires_at=utcnow() + timedelta(seconds=4))
-    deadline = time.monotonic() + 20
-    while reload(app_ctx, message).status != Status.FAILED and time.monotonic() < deadline:
-        drain(app_ctx, with_scheduler=True)
-        time.sleep(0.3)
+    # Backoff (1 s base) retries at about +2, +5, +10 and +19 s; the next would be at +36 s.
+    message = sms.send(TO, "never", expires_at=utcnow() + timedelta(seconds=30))
+    drain(app_ctx)
+    for _ in range(10):
+        if reload(app_ctx, message).status == Status.FAILED:
+            break
+        assert reload(app_ctx, message).status == Status.QUEUED
+        retry_now(app_ctx, message)
     message = reload(app_ctx, message)
     assert message.status == Status.FAILED
     assert message.attempts >= 2
@@ -124,10 +121,27 @@ def test_retries_stop_at_expiry(app_ctx: Flask, simulator: GatewaySimulator) -> 
     assert len(simulator.requests_for("custom")) == message.attempts
 
 
-def test_permanent_errors_fail_at_once(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_a_message_past_its_expiry_is_never_sent(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
+    custom_gateway(app_ctx, simulator, "gw")
+    expires_at = utcnow() + timedelta(minutes=5)
+    message = sms.send(TO, "Your code is 123456", kind=Kind.OTP, expires_at=expires_at)
+    age(app_ctx, 5 * 60)  # the queue was stuck for as long as the code lives
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.FAILED, 0)
+    assert message.last_error == "Expired before it could be sent."
+    assert message.failed_at is not None
+    assert simulator.requests_for("custom") == []
+
+
+def test_permanent_errors_fail_at_once(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     simulator.set_custom_response(400, '{"error":"invalid number"}')
     custom_gateway(app_ctx, simulator, "strict")
-    message = sms(app_ctx).send(TO, "x")
+    message = sms.send(TO, "x")
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert (message.status, message.attempts) == (Status.FAILED, 1)
@@ -135,9 +149,11 @@ def test_permanent_errors_fail_at_once(app_ctx: Flask, simulator: GatewaySimulat
     assert message.failed_at is not None
 
 
-def test_no_enabled_gateway_fails_with_reason(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_no_enabled_gateway_fails_with_reason(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     custom_gateway(app_ctx, simulator, "off", enabled=False)
-    message = sms(app_ctx).send(TO, "nobody home", location="cafe")
+    message = sms.send(TO, "nobody home", location="cafe")
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert message.status == Status.FAILED
@@ -145,34 +161,40 @@ def test_no_enabled_gateway_fails_with_reason(app_ctx: Flask, simulator: Gateway
     assert simulator.requests_for("custom") == []
 
 
-def test_locations_and_priority_pick_the_chain(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_locations_and_priority_pick_the_chain(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     cafe = custom_gateway(app_ctx, simulator, "cafe-only", locations=["cafe"], priority=1)
     everywhere = custom_gateway(app_ctx, simulator, "everywhere", priority=2)
-    at_cafe = sms(app_ctx).send(TO, "a", location="cafe")
-    at_bar = sms(app_ctx).send(TO, "b", location="bar")
+    at_cafe = sms.send(TO, "a", location="cafe")
+    at_bar = sms.send(TO, "b", location="bar")
     drain(app_ctx)
     assert reload(app_ctx, at_cafe).gateway_id == cafe.id
     assert reload(app_ctx, at_bar).gateway_id == everywhere.id
 
 
-def test_test_send_uses_only_its_gateway(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_test_send_uses_only_its_gateway(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     custom_gateway(app_ctx, simulator, "primary")
     disabled = custom_gateway(app_ctx, simulator, "candidate", enabled=False)
     simulator.fail_next("custom", "500")
-    message = sms(app_ctx).send(TO, "test", kind=Kind.TEST, gateway=disabled)
+    message = sms.send(TO, "test", kind=Kind.TEST, gateway=disabled)
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert message.status == Status.QUEUED  # retried later, never through "primary"
     assert [r.path for r in simulator.requests_for("custom")] == ["/custom/candidate"]
 
 
-def test_rolled_back_send_enqueues_nothing(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_rolled_back_send_enqueues_nothing(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
     custom_gateway(app_ctx, simulator, "gw")
     state = app_ctx.extensions["sms"]
-    sms(app_ctx).send(TO, "discarded", commit=False)
+    sms.send(TO, "discarded", commit=False)
     state.session.rollback()
     assert Queue(state.settings.queue, connection=state.redis).count == 0
-    kept = sms(app_ctx).send(TO, "kept", commit=False)
+    kept = sms.send(TO, "kept", commit=False)
     assert Queue(state.settings.queue, connection=state.redis).count == 0
     state.session.commit()
     assert Queue(state.settings.queue, connection=state.redis).count == 1
@@ -184,9 +206,10 @@ def test_rolled_back_send_enqueues_nothing(app_ctx: Flask, simulator: GatewaySim
 def test_sending_switched_off(
     app: Flask, database_urls: dict[str, str], backend: str, redis_url: str
 ) -> None:
-    quiet = make_app(database_urls[backend], redis_url, SMS_SENDING_ENABLED=False)
+    quiet_sms = SMS()
+    quiet = make_app(database_urls[backend], redis_url, sms=quiet_sms, SMS_SENDING_ENABLED=False)
     with quiet.app_context():
-        message = sms(quiet).send(TO, "quiet")
+        message = quiet_sms.send(TO, "quiet")
         assert message.status == Status.FAILED
         assert message.last_error == "SMS sending is switched off."
         assert quiet.extensions["sms"].queue.count == 0
@@ -194,7 +217,7 @@ def test_sending_switched_off(
 
 
 def test_bulk_send_uses_batches_and_bulk_endpoint(
-    app_ctx: Flask, simulator: GatewaySimulator
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
 ) -> None:
     add_gateway(
         app_ctx,
@@ -205,7 +228,7 @@ def test_bulk_send_uses_batches_and_bulk_endpoint(
         base_url=f"{simulator.url}/smsportal/v1",
     )
     recipients = [(f"+2783{i:07d}", f"Promo {i}") for i in range(250)]
-    ids = sms(app_ctx).send_bulk(recipients)
+    ids = sms.send_bulk(recipients)
     assert len(ids) == 250
     state = app_ctx.extensions["sms"]
     assert state.queue.count == 2  # SMS_BATCH_SIZE 200 -> 2 jobs
@@ -222,19 +245,17 @@ def test_bulk_send_uses_batches_and_bulk_endpoint(
     assert sent == {to.lstrip("+") for to, _ in recipients}
 
 
-def test_invalid_recipient_is_refused_before_queueing(app_ctx: Flask) -> None:
-    from sms_ext import PhoneNumberError
-
+def test_invalid_recipient_is_refused_before_queueing(app_ctx: Flask, sms: SMS) -> None:
     with pytest.raises(PhoneNumberError):
-        sms(app_ctx).send("+27 12", "x")
-    with pytest.raises(ValueError, match="empty"):
-        sms(app_ctx).send(TO, "   ")
-    with pytest.raises(ValueError, match="kind"):
-        sms(app_ctx).send(TO, "x", kind="spam")
+        sms.send("+27 12", "x")
+    with pytest.raises(MessageError, match="empty"):
+        sms.send(TO, "   ")
+    with pytest.raises(MessageError, match="kind"):
+        sms.send(TO, "x", kind="spam")
     assert app_ctx.extensions["sms"].session.scalar(select(func.count()).select_from(Message)) == 0
 
 
-def test_twilio_gateways_end_to_end(app_ctx: Flask, simulator: GatewaySimulator) -> None:
+def test_twilio_gateways_end_to_end(app_ctx: Flask, simulator: GatewaySimulator, sms: SMS) -> None:
     account = simulator.twilio
     common = {
         "type": "twilio",
@@ -245,7 +266,7 @@ def test_twilio_gateways_end_to_end(app_ctx: Flask, simulator: GatewaySimulator)
     }
     add_gateway(app_ctx, name="stale secret", api_secret="revoked-secret-0000", **common)
     twilio = add_gateway(app_ctx, name="twilio", api_secret=account.api_secret, **common)
-    message = sms(app_ctx).send(TO, "Your code is 123456")
+    message = sms.send(TO, "Your code is 123456")
     drain(app_ctx)
     message = reload(app_ctx, message)
     assert (message.status, message.gateway_id) == (Status.SENT, twilio.id)

@@ -25,7 +25,14 @@ def test_defaults_are_applied_and_state_registered() -> None:
     app = bare_app()
     sms = SMS(app)
     state = app.extensions["sms"]
-    assert state.extension is sms
+    assert not hasattr(state, "extension")  # the state never reaches back to the SMS object
+
+    def check() -> bool:
+        return True
+
+    sms.admin_check(check)  # registered after init_app: the state sees it all the same
+    assert state.registrations.admin_callback is check
+    assert state.settings.admin_full_numbers is False
     assert app.config["SMS_DAYS_TO_EXPIRE"] == 2
     assert app.config["SMS_QUEUE"] == "sms"
     assert state.settings.sending_enabled is True
@@ -39,6 +46,7 @@ def test_defaults_are_applied_and_state_registered() -> None:
         ({"SMS_DAYS_TO_EXPIRE": "soon"}, "SMS_DAYS_TO_EXPIRE must be a number"),
         ({"SMS_DAYS_TO_EXPIRE": 90}, "SMS_DAYS_TO_EXPIRE must be between 0.01 and 30"),
         ({"SMS_SENDING_ENABLED": "maybe"}, "SMS_SENDING_ENABLED must be true or false"),
+        ({"SMS_ADMIN_FULL_NUMBERS": "maybe"}, "SMS_ADMIN_FULL_NUMBERS must be true or false"),
         ({"SMS_REDIS_URL": "localhost:6379"}, "SMS_REDIS_URL must start with redis://"),
         ({"SMS_DEFAULT_REGION": "Germany"}, "SMS_DEFAULT_REGION must be a two-letter region"),
         ({"SMS_QUEUE": "sms queue!"}, "SMS_QUEUE must be a queue name"),
@@ -81,6 +89,13 @@ def test_one_extension_serves_two_apps() -> None:
     sms.init_app(second)
     assert first.extensions["sms"].settings.queue == "one"
     assert second.extensions["sms"].settings.queue == "two"
+    assert first.extensions["sms"].registrations is second.extensions["sms"].registrations
+
+
+def test_full_numbers_are_read_into_the_settings() -> None:
+    app = bare_app(SMS_ADMIN_FULL_NUMBERS="yes")  # as an environment variable gives it
+    SMS(app)
+    assert app.extensions["sms"].settings.admin_full_numbers is True
 
 
 def test_embedded_redis_without_url(tmp_path) -> None:

@@ -9,8 +9,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from sms_ext import Gateway, GatewayConfigError
-from sms_ext.gateway_store import export_gateways, gateway_config, import_gateways, save_gateway
-from sms_ext.vault import Vault, VaultError
+from sms_ext.gateways.store import export_gateways, gateway_config, import_gateways, save_gateway
+from sms_ext.gateways.vault import Vault, VaultError
 
 TWILIO = {
     "name": "Twilio main",

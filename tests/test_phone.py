@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sms_ext.phone import MAX_INPUT_LENGTH, PhoneNumberError, normalize_phone, region_of
+from sms_ext.text.phone import MAX_INPUT_LENGTH, PhoneNumberError, normalize_phone
 
 DE_MOBILE = "+4915123456789"
 
@@ -154,17 +154,16 @@ def test_huge_input_is_rejected_without_parsing(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize(
-    ("e164", "region"),
+    ("e164", "region", "kwargs"),
     [
-        (DE_MOBILE, "DE"),
-        ("+14155552671", "US"),
-        ("+447797123456", "JE"),
-        ("+80012345678", "001"),
-        ("+4915", None),  # not a valid number
-        ("+99912345678", None),
-        ("not a number", None),
-        ("", None),
+        (DE_MOBILE, "DE", {}),
+        ("+14155552671", "US", {"allow_fixed_line": True}),  # US numbers may be either type
+        ("+447797123456", "JE", {}),  # +44, but Jersey's
+        ("+80012345678", "001", {"allow_fixed_line": True}),  # international, no country
     ],
 )
-def test_region_of(e164: str, region: str | None) -> None:
-    assert region_of(e164) == region
+def test_a_number_belongs_to_its_own_region(e164: str, region: str, kwargs: dict) -> None:
+    assert normalize_phone(e164, allowed_regions=[region], **kwargs) == e164
+    with pytest.raises(PhoneNumberError) as info:
+        normalize_phone(e164, allowed_regions=["FR"], **kwargs)
+    assert info.value.code == "region_not_allowed"

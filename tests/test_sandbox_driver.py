@@ -6,10 +6,10 @@ import pytest
 import requests
 from flask import Flask
 
-from sms_ext import GatewayConfigError, Status
-from sms_ext.gateway_store import export_gateways
+from sms_ext import SMS, GatewayConfigError, Status
 from sms_ext.gateways import DRIVERS, OutgoingSMS, driver_class
 from sms_ext.gateways.sandbox import SandboxDriver
+from sms_ext.gateways.store import export_gateways
 from tests.conftest import drain
 from tests.helpers import add_gateway, reload
 
@@ -28,11 +28,11 @@ def test_sandbox_needs_no_config_and_answers_without_network() -> None:
     )
 
 
-def test_sandbox_gateway_delivers_through_a_worker(app_ctx: Flask) -> None:
+def test_sandbox_gateway_delivers_through_a_worker(app_ctx: Flask, sms: SMS) -> None:
     gateway = add_gateway(app_ctx, name="Sandbox", type="sandbox")
     assert gateway.settings == {}
     assert export_gateways(app_ctx.extensions["sms"].session)[0]["type"] == "sandbox"
-    message = app_ctx.extensions["sms"].extension.send("+27831234567", "Your code is 123456")
+    message = sms.send("+27831234567", "Your code is 123456")
     drain(app_ctx)
     sent = reload(app_ctx, message)
     assert sent.status == Status.SENT and sent.gateway_id == gateway.id

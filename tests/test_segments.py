@@ -1,4 +1,8 @@
-"""SMS segment counting and splitting (GSM 03.38 / UCS-2), boundaries from GATEWAYS.md."""
+"""SMS segment counting (GSM 03.38 / UCS-2), boundaries from docs/gateways.md.
+
+The counts are checked against a character-by-character packing into parts
+(:func:`_reference_parts`): slow, obviously right.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ import random
 
 import pytest
 
-from sms_ext.segments import (
+from sms_ext.text.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     SegmentInfo,
     analyze,
     is_gsm7,
-    split_parts,
 )
 
 EMOJI = "\U0001f600"  # 😀, a surrogate pair in UTF-16
@@ -25,7 +28,8 @@ def _units(part: str, encoding: str) -> int:
 
 
 def _reference_parts(text: str) -> list[str]:
-    """Character-by-character greedy packing: slow, obviously right."""
+    """Character-by-character greedy packing: slow, obviously right. An ESC pair or a surrogate
+    pair is one character here, so it is never split across parts."""
     encoding = "gsm7" if is_gsm7(text) else "ucs2"
     single, per_part = (160, 153) if encoding == "gsm7" else (70, 67)
     if _units(text, encoding) <= single:
@@ -100,8 +104,7 @@ def test_boundaries(text: str, segments: int, per_segment: int, remaining: int) 
     info = analyze(text)
     assert (info.segments, info.per_segment, info.remaining) == (segments, per_segment, remaining)
     assert info.units == len(text)
-    assert len(split_parts(text)) == segments
-    assert "".join(split_parts(text)) == text
+    assert len(_reference_parts(text)) == segments
 
 
 def test_lowercase_c_cedilla_forces_ucs2_for_the_whole_message() -> None:
@@ -118,13 +121,12 @@ def test_extension_character_counts_two_septets() -> None:
 def test_159_plain_plus_euro_is_two_parts_without_splitting_the_esc_pair() -> None:
     text = "a" * 159 + "€"
     assert analyze(text) == SegmentInfo("gsm7", 161, 2, 153, 145)
-    assert split_parts(text) == ["a" * 153, "a" * 6 + "€"]
+    assert _reference_parts(text) == ["a" * 153, "a" * 6 + "€"]  # 153 - 8 septets left
 
 
 def test_esc_pair_straddling_a_boundary_moves_to_the_next_part() -> None:
     text = "a" * 152 + "€" + "a" * 10
-    parts = split_parts(text)
-    assert parts == ["a" * 152, "€" + "a" * 10]
+    assert _reference_parts(text) == ["a" * 152, "€" + "a" * 10]
     # The first part wastes one septet, so the last part holds 12 of 153.
     assert analyze(text) == SegmentInfo("gsm7", 164, 2, 153, 141)
 
@@ -132,9 +134,8 @@ def test_esc_pair_straddling_a_boundary_moves_to_the_next_part() -> None:
 def test_wasted_septets_can_add_a_segment() -> None:
     # 2 * 153 = 306 septets would fit two parts, but the pair at 152/153 wastes one.
     text = "a" * 152 + "€" + "a" * 152
-    assert analyze(text).units == 306
-    assert analyze(text).segments == 3
-    assert split_parts(text) == ["a" * 152, "€" + "a" * 151, "a"]
+    assert analyze(text) == SegmentInfo("gsm7", 306, 3, 153, 152)
+    assert _reference_parts(text) == ["a" * 152, "€" + "a" * 151, "a"]
 
 
 def test_emoji_counts_two_units() -> None:
@@ -145,27 +146,25 @@ def test_emoji_counts_two_units() -> None:
 
 def test_emoji_is_never_split_across_parts() -> None:
     text = "a" * 66 + EMOJI + "b" * 10
-    parts = split_parts(text)
-    assert parts == ["a" * 66, EMOJI + "b" * 10]
+    # The emoji moves whole to the second part: it holds 12 units, 55 left.
     assert analyze(text) == SegmentInfo("ucs2", 78, 2, 67, 55)
+    assert _reference_parts(text) == ["a" * 66, EMOJI + "b" * 10]
 
 
 def test_emoji_ending_exactly_on_a_boundary_stays_in_its_part() -> None:
     text = "a" * 65 + EMOJI + "b" * 10
-    assert split_parts(text) == ["a" * 65 + EMOJI, "b" * 10]
-    assert analyze(text).remaining == 57
+    assert analyze(text) == SegmentInfo("ucs2", 77, 2, 67, 57)
+    assert _reference_parts(text) == ["a" * 65 + EMOJI, "b" * 10]
 
 
 def test_empty_message_is_one_empty_segment() -> None:
     assert analyze("") == SegmentInfo("gsm7", 0, 1, 160, 160)
-    assert split_parts("") == [""]
 
 
 def test_long_message() -> None:
     text = ("Your Wi-Fi code is 123456. " * 60)[:1600]
     info = analyze(text)
     assert info == SegmentInfo("gsm7", 1600, 11, 153, 1683 - 1600)
-    assert all(len(part) <= 153 for part in split_parts(text))
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -173,10 +172,8 @@ def test_matches_character_by_character_packing(seed: int) -> None:
     rng = random.Random(seed)
     alphabet = ["a", "b", " ", "€", "{", "\f"] + (["ç", EMOJI, "ü"] if seed % 2 else [])
     text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 700)))
-    expected = _reference_parts(text)
+    parts = _reference_parts(text)
     info = analyze(text)
-    parts = split_parts(text)
-    assert parts == expected
     assert info.segments == len(parts)
     assert info.units == _units(text, info.encoding)
     assert info.remaining == info.per_segment - _units(parts[-1], info.encoding)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from sms_ext.gateways.base import GatewayConfigError, OutgoingSMS, SendResult
+from sms_ext import GatewayConfigError
+from sms_ext.gateways.base import OutgoingSMS, SendResult
 from sms_ext.gateways.smsportal import SMSPortalDriver
 from tests.simulator import GatewaySimulator, RecordedRequest
 

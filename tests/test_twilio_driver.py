@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from sms_ext.gateways.base import GatewayConfigError, OutgoingSMS, SendResult
+from sms_ext import GatewayConfigError
+from sms_ext.gateways.base import OutgoingSMS, SendResult
 from sms_ext.gateways.twilio import TwilioDriver
 from tests.simulator import GatewaySimulator
 

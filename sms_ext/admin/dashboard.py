@@ -137,7 +137,7 @@ def dashboard() -> str:
         .group_by(day, Message.gateway_id, Message.status)
     ).all()
 
-    gateways = list(session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)))
+    gateways = list(session.scalars(Gateway.in_order()))
     per_day: dict[date, Tally] = defaultdict(Tally)
     today_total, week_total = Tally(), Tally()
     per_gateway: dict[int | None, GatewayRow] = {

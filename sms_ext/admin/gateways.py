@@ -8,23 +8,22 @@ rendered empty, a blank one keeps the stored value, and pages only ever show a m
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-import requests
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select, update
 
-from ..balance import refresh_balance
-from ..gateway_store import save_gateway
-from ..gateways import GatewayConfigError, OutgoingSMS, PreparedCall, driver_class
-from ..gateways.http import summarize
+from ..errors import GatewayConfigError, MessageError, PhoneNumberError
+from ..gateways import OutgoingSMS, driver_class
+from ..gateways.balance import refresh_balance
 from ..gateways.payload import PLACEHOLDERS
 from ..gateways.presets import PRESETS
+from ..gateways.store import preview_request, save_gateway
+from ..messages import outbox
 from ..models import Gateway, Kind, Message, MessageAttempt, Status
-from ..phone import PhoneNumberError, normalize_phone
 from ..state import get_state
-from . import NAV, bp
+from ..text.phone import normalize_phone
+from . import bp
 from .gateway_forms import (
     SAMPLE_MESSAGE,
     SAMPLE_PHONE,
@@ -46,7 +45,7 @@ TEST_MESSAGE = "Test message from the SMS admin: this gateway works."
 
 def _ordered() -> list[Gateway]:
     session = get_state().session
-    return list(session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)))
+    return list(session.scalars(Gateway.in_order()))
 
 
 def _renumber(gateways: list[Gateway]) -> None:
@@ -249,15 +248,6 @@ def gateway_delete(gateway_id: int) -> ResponseReturnValue:
 # -- preview and test -------------------------------------------------------------------------
 
 
-def _prepared(driver: Any, sms: OutgoingSMS) -> PreparedCall:
-    kind = driver.kind
-    if kind == "smsportal":
-        call = driver.prepare([sms])
-        call.headers["Authorization"] = "Bearer <token from GET /Authentication>"
-        return call
-    return driver.prepare(sms)
-
-
 @bp.post("/gateways/preview")
 def gateway_preview() -> ResponseReturnValue:
     """The masked request the form's current values would send, without saving anything."""
@@ -267,12 +257,6 @@ def gateway_preview() -> ResponseReturnValue:
     form = build_form(kind, gateway, submitted=True)
     check_csrf(form)
     state = get_state()
-    driver_type = driver_class(kind)
-    data = submitted_data(form, kind)
-    kept = state.vault.open(gateway.secrets_sealed) if gateway is not None else {}
-    for name in driver_type.secret_fields:
-        if not str(data.get(name) or "").strip() and kept.get(name):
-            data[name] = kept[name]
     errors: dict[str, str] = {}
     try:
         phone = normalize_phone(
@@ -281,25 +265,14 @@ def gateway_preview() -> ResponseReturnValue:
         )
     except PhoneNumberError as exc:
         errors["sample_phone"] = str(exc)
+        phone = SAMPLE_PHONE  # still preview, to report every other problem at once
+    sms = OutgoingSMS("1", phone, form.sample_message.data or SAMPLE_MESSAGE)
     try:
-        config = driver_type.validate({name: data.get(name) for name in driver_type.fields})
+        text = preview_request(state.vault, kind, submitted_data(form, kind), gateway, sms)
     except GatewayConfigError as exc:
         errors.update(exc.errors)
     if errors:
         return _page(form, kind, gateway, errors=errors, status=400)
-    if kind == "sandbox":
-        text = "The sandbox sends no request: messages stay in the database."
-    else:
-        sms = OutgoingSMS("1", phone, form.sample_message.data or SAMPLE_MESSAGE)
-        with requests.Session() as http:
-            driver = driver_type(config, http)
-            try:
-                text = summarize(_prepared(driver, sms), driver.secrets)
-            except Exception as exc:  # a Lua script or a header may refuse to build
-                message = str(exc)
-                for secret in driver.secrets:
-                    message = message.replace(secret, "****")
-                return _page(form, kind, gateway, errors={"preview": message}, status=400)
     return _page(form, kind, gateway, preview=text)
 
 
@@ -310,15 +283,13 @@ def gateway_test(gateway_id: int) -> ResponseReturnValue:
     gateway = _gateway(gateway_id)
     state = get_state()
     try:
-        message = state.extension.send(
-            request.form.get("phone", ""), TEST_MESSAGE, kind=Kind.TEST, gateway=gateway
+        row = outbox.compose(
+            state, request.form.get("phone", ""), TEST_MESSAGE, kind=Kind.TEST, gateway=gateway
         )
-    except (PhoneNumberError, ValueError) as exc:
+        message = outbox.queue_one(state, row, commit=True)
+    except (PhoneNumberError, MessageError) as exc:
         flash(f"Test not sent: {exc}", "error")
         return redirect(url_for(".gateway_edit", gateway_id=gateway.id, _anchor="test"), 303)
     return redirect(
         url_for(".gateway_edit", gateway_id=gateway.id, test=message.id, _anchor="test"), 303
     )
-
-
-NAV.append(("sms_admin.gateways", "Gateways"))

@@ -12,9 +12,7 @@ from wtforms.validators import InputRequired, NumberRange
 
 from .. import runtime
 from ..state import get_state
-from . import NAV, bp
-
-NAV.append(("sms_admin.settings", "Settings"))
+from . import bp
 
 
 class SettingsForm(FlaskForm):

@@ -7,7 +7,8 @@ from typing import Any
 
 import requests
 
-from .base import Driver, GatewayConfigError, OutgoingSMS, PreparedCall, SendResult
+from ..errors import GatewayConfigError
+from .base import Driver, OutgoingSMS, PreparedCall, SendResult
 from .custom import CustomDriver
 from .sandbox import SandboxDriver
 from .smsportal import SMSPortalDriver

@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 
 import requests
 
+from ..errors import GatewayConfigError, LuaScriptError
+from .masking import redact, summarize
+
 
 @dataclass(frozen=True)
 class OutgoingSMS:
@@ -61,14 +64,6 @@ class PreparedCall:
     auth: tuple[str, str] | None = None
 
 
-class GatewayConfigError(ValueError):
-    """A gateway configuration was refused; ``errors`` maps a form field to its message."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
-
-
 class Driver(ABC):
     """Base class of gateway drivers; one module per gateway type.
 
@@ -106,6 +101,26 @@ class Driver(ABC):
     def send_many(self, batch: Sequence[OutgoingSMS]) -> list[SendResult]:
         """Hand several messages over; drivers with a bulk endpoint override this."""
         return [self.send(sms) for sms in batch]
+
+    def prepare(self, sms: OutgoingSMS) -> PreparedCall:
+        """The request that would send ``sms``, as far as it is known before sending.
+
+        Raises ``ValueError`` or :class:`~sms_ext.LuaScriptError` when the configuration
+        cannot build it. Drivers that make no HTTP request override :meth:`preview` instead.
+        """
+        raise NotImplementedError(f"{type(self).__name__} builds no HTTP request.")
+
+    def preview(self, sms: OutgoingSMS) -> str:
+        """What :meth:`send` would send for ``sms``, as text with every secret masked: the
+        admin's "Preview request", the same for every gateway type.
+
+        :raises GatewayConfigError: under ``"preview"``, why the request cannot be built.
+        """
+        try:
+            call = self.prepare(sms)
+        except (ValueError, LuaScriptError) as exc:
+            raise GatewayConfigError({"preview": redact(str(exc), self.secrets)}) from None
+        return summarize(call, self.secrets)
 
     def check_balance(self) -> Decimal | None:
         """The account balance when the provider tells it, else ``None`` (see last_error)."""

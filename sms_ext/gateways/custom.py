@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .. import lua_sandbox
-from . import fields, payload
-from .base import Driver, GatewayConfigError, OutgoingSMS, PreparedCall, SendResult
+from ..errors import GatewayConfigError
+from . import fields, lua_sandbox, payload
+from .base import Driver, OutgoingSMS, PreparedCall, SendResult
 from .http import Exchange, exchange
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -239,7 +239,7 @@ class CustomDriver(Driver):
 
     def _judge(self, sent: Exchange) -> SendResult:
         """Success is a 2xx answer that contains the success substring, when one is set."""
-        if sent.response is None or not 200 <= sent.status < 300:
+        if sent.status is None or not 200 <= sent.status < 300:
             return sent.result(False, secrets=self.secrets)
         expected = self.config["success_response"]
         if expected and expected not in sent.text:

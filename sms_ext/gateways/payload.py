@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..errors import TemplateError
+
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 PLACEHOLDERS: dict[str, str] = {
@@ -29,10 +31,6 @@ PLACEHOLDERS: dict[str, str] = {
 
 FORM = "form"
 JSON = "json"
-
-
-class TemplateError(ValueError):
-    """A template cannot be used; the message says what to change."""
 
 
 def unknown_placeholders(template: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Ready-made custom gateway configs for well-known providers (facts from ``GATEWAYS.md``).
+"""Ready-made custom gateway configs for well-known providers (facts in ``docs/gateways.md``).
 
 A preset fills the admin's "new custom gateway" form; the admin then adds the credentials
 (``{api_key}``, ``{api_secret}``) and the sender (``{from}``). The custom driver has no

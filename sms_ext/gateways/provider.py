@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..masking import redact
 from .base import Driver, PreparedCall
 from .fields import DEFAULT_TIMEOUT
 from .http import Exchange, exchange
+from .masking import redact
 
 MESSAGE_CHARS = 300
 """How much of a provider's error message goes into ``SendResult.error`` (the excerpt has more)."""

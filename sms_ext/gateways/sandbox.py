@@ -25,6 +25,10 @@ class SandboxDriver(Driver):
         """Nothing to configure."""
         return {}
 
+    def preview(self, sms: OutgoingSMS) -> str:
+        """No request to show: say where the message goes instead."""
+        return "The sandbox sends no request: messages stay in the database."
+
     def send(self, sms: OutgoingSMS) -> SendResult:
         """Report success with a made-up provider id; no request leaves the process."""
         return SendResult(

@@ -19,8 +19,9 @@ from typing import Any
 
 import requests
 
+from ..errors import GatewayConfigError
 from . import fields
-from .base import Driver, GatewayConfigError, OutgoingSMS, PreparedCall, SendResult
+from .base import Driver, OutgoingSMS, PreparedCall, SendResult
 from .http import Exchange
 from .provider import failure_text, lookup, perform, read_balance, succeeded
 
@@ -146,7 +147,14 @@ class SMSPortalDriver(Driver):
         """The API secret and the bearer token in use: either lets anyone send on the account."""
         return [*super().secrets, *([self._token] if self._token else [])]
 
-    def prepare(self, batch: Sequence[OutgoingSMS]) -> PreparedCall:
+    def prepare(self, sms: OutgoingSMS) -> PreparedCall:
+        """The request for ``sms`` alone, as the preview shows it: the bearer token is only
+        fetched at send time."""
+        call = self.prepare_bulk([sms])
+        call.headers["Authorization"] = "Bearer <token from GET /Authentication>"
+        return call
+
+    def prepare_bulk(self, batch: Sequence[OutgoingSMS]) -> PreparedCall:
         """The bulk request for ``batch``, before the bearer token is added at send time."""
         document = {
             "sendOptions": {"testMode": False},
@@ -184,7 +192,7 @@ class SMSPortalDriver(Driver):
 
     def _send_chunk(self, chunk: Sequence[OutgoingSMS]) -> list[SendResult]:
         try:
-            ex = self._with_token(self.prepare(chunk))
+            ex = self._with_token(self.prepare_bulk(chunk))
         except _AuthenticationFailed as failure:
             return [dataclasses.replace(failure.result) for _ in chunk]
         if not succeeded(ex):

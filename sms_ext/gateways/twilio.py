@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from ..errors import GatewayConfigError
 from . import fields
-from .base import Driver, GatewayConfigError, OutgoingSMS, PreparedCall, SendResult
+from .base import Driver, OutgoingSMS, PreparedCall, SendResult
 from .http import Exchange
 from .provider import failure_text, lookup, perform, read_balance, succeeded
 

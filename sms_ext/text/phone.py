@@ -15,22 +15,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection
-from typing import Literal
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
-PhoneErrorCode = Literal[
-    "empty",
-    "letters",
-    "too_short",
-    "too_long",
-    "invalid_country_code",
-    "invalid",
-    "not_mobile",
-    "region_not_allowed",
-    "unparseable",
-]
+from ..errors import PhoneNumberError
 
 MAX_INPUT_LENGTH = 32
 """Longer input is rejected before any parsing: no real number with separators needs more."""
@@ -120,14 +109,6 @@ _COUNTRY_NAMES = {
 }
 
 
-class PhoneNumberError(ValueError):
-    """A number we will not text; ``str(exc)`` is meant for the guest, ``code`` for the code."""
-
-    def __init__(self, code: PhoneErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code: PhoneErrorCode = code
-
-
 def country_name(region: str) -> str:
     """An English name for a region code, for guest-facing text; the ISO code when we have none.
 
@@ -186,7 +167,7 @@ def _missing_country_code() -> PhoneNumberError:
 def _check_valid(number: phonenumbers.PhoneNumber) -> None:
     """Length problems get specific messages first: ``is_valid_number`` alone only says no."""
     reason = phonenumbers.is_possible_number_with_reason(number)
-    region = phonenumbers.region_code_for_country_code(number.country_code)
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     if reason in (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
         raise PhoneNumberError("too_short", "This number is too short" + _for(region))
     if reason == ValidationResult.TOO_LONG:
@@ -254,18 +235,3 @@ def normalize_phone(
         raise PhoneNumberError("region_not_allowed", f"Numbers from {name} are not accepted here.")
     _check_type(number, allow_fixed_line)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def region_of(e164: str) -> str | None:
-    """ISO region of a valid number (``"DE"``), ``"001"`` for global services, else None.
-
-    For numbers already stored by :func:`normalize_phone`: used for per-country rate limits,
-    pricing and reports without importing the geocoder.
-    """
-    try:
-        number = phonenumbers.parse(e164, None)
-    except NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.region_code_for_number(number)

@@ -16,8 +16,8 @@ from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from ..state import SMSState, connect_redis
 from . import sweeper
-from .state import SMSState, connect_redis
 
 log = logging.getLogger("sms_ext")
 

@@ -14,10 +14,10 @@ from datetime import timedelta
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from ..models import Message, Status, utcnow
+from ..state import SMSState
 from . import outbox
 from .delivery import release
-from .models import Message, Status, utcnow
-from .state import SMSState
 
 GRACE_SECONDS = 5
 """Rows younger than this may still be on their way to Redis (the after-commit enqueue)."""

@@ -7,14 +7,17 @@ encrypted on save, never exported, and a blank secret on update keeps the stored
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .gateways import GatewayConfigError, driver_class
-from .gateways.fields import boolean
-from .models import Gateway
+from ..errors import GatewayConfigError
+from ..models import Gateway
+from . import Driver, OutgoingSMS, driver_class
+from .fields import boolean
 from .vault import Vault
 
 COMMON_FIELDS = ("name", "type", "enabled", "priority", "locations")
@@ -65,13 +68,51 @@ def gateway_config(gateway: Gateway, vault: Vault) -> dict[str, Any]:
     return {**(gateway.settings or {}), **vault.open(gateway.secrets_sealed)}
 
 
-def save_gateway(
-    session: Session, vault: Vault, data: Mapping[str, Any], gateway: Gateway | None = None
-) -> Gateway:
-    """Create (or update ``gateway``) from form-shaped ``data``; raises with every problem.
+def _with_kept_secrets(
+    vault: Vault, driver: type[Driver], data: Mapping[str, Any], gateway: Gateway | None
+) -> dict[str, Any]:
+    """The driver's fields from ``data``; a secret left blank keeps the stored one (secrets
+    are write-only on the form, so a blank one means "unchanged")."""
+    kept = vault.open(gateway.secrets_sealed) if gateway is not None else {}
+    config = {name: data.get(name) for name in driver.fields}
+    for name in driver.secret_fields:
+        if not str(config.get(name) or "").strip() and kept.get(name):
+            config[name] = kept[name]
+    return config
 
-    Not committed: the caller owns the transaction.
+
+def preview_request(
+    vault: Vault,
+    kind: str,
+    data: Mapping[str, Any],
+    gateway: Gateway | None,
+    sms: OutgoingSMS,
+) -> str:
+    """What a ``kind`` gateway set up with form-shaped ``data`` would send for ``sms``, with
+    every secret masked; nothing is saved and nothing is sent.
+
+    :param gateway: the stored gateway being edited, whose secrets fill blank secret fields.
+    :raises GatewayConfigError: every problem, by field (``"preview"``: the request itself).
     """
+    driver = driver_class(kind)
+    config = driver.validate(_with_kept_secrets(vault, driver, data, gateway))
+    with requests.Session() as http:
+        return driver(config, http).preview(sms)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A gateway's form data, validated and ready to be written."""
+
+    common: dict[str, Any]
+    driver: type[Driver]
+    config: dict[str, Any]
+
+
+def _check(
+    session: Session, vault: Vault, data: Mapping[str, Any], gateway: Gateway | None
+) -> _Checked:
+    """Validate form-shaped ``data`` for a new gateway (or ``gateway``); writes nothing."""
     errors: dict[str, str] = {}
     common = _common(data, errors)
     try:
@@ -79,11 +120,7 @@ def save_gateway(
     except GatewayConfigError as exc:
         errors.update(exc.errors)
         raise GatewayConfigError(errors) from None
-    kept = vault.open(gateway.secrets_sealed) if gateway is not None else {}
-    config = {name: data.get(name) for name in driver.fields}
-    for name in driver.secret_fields:
-        if not str(config.get(name) or "").strip() and kept.get(name):
-            config[name] = kept[name]
+    config = _with_kept_secrets(vault, driver, data, gateway)
     if common["name"]:
         clash = session.scalar(select(Gateway).where(Gateway.name == common["name"]))
         if clash is not None and clash is not gateway:
@@ -94,54 +131,79 @@ def save_gateway(
         errors.update(exc.errors)
     if errors:
         raise GatewayConfigError(errors)
+    return _Checked(common, driver, config)
+
+
+def _write(session: Session, vault: Vault, checked: _Checked, gateway: Gateway | None) -> Gateway:
+    common, driver, config = checked.common, checked.driver, checked.config
+    priority = common["priority"]
     if gateway is None:
-        if common["priority"] is None:
+        if priority is None:
             highest = session.scalar(select(func.max(Gateway.priority)))
-            common["priority"] = (highest or 0) + 1
+            priority = (highest or 0) + 1
         gateway = Gateway()
         session.add(gateway)
     gateway.name = common["name"]
     gateway.type = common["type"]
     gateway.enabled = common["enabled"]
-    if common["priority"] is not None:
-        gateway.priority = common["priority"]
+    if priority is not None:
+        gateway.priority = priority
     gateway.locations = common["locations"]
     gateway.settings = {k: v for k, v in config.items() if k not in driver.secret_fields}
-    gateway.secrets_sealed = vault.seal({k: config.get(k) for k in driver.secret_fields})
+    gateway.secrets_sealed = vault.seal({k: config.get(k) or "" for k in driver.secret_fields})
     return gateway
+
+
+def save_gateway(
+    session: Session, vault: Vault, data: Mapping[str, Any], gateway: Gateway | None = None
+) -> Gateway:
+    """Create (or update ``gateway``) from form-shaped ``data``; raises with every problem
+    before changing anything.
+
+    Not committed: the caller owns the transaction.
+    """
+    return _write(session, vault, _check(session, vault, data, gateway), gateway)
 
 
 def import_gateways(
     session: Session, vault: Vault, items: Sequence[Mapping[str, Any]]
 ) -> list[Gateway]:
-    """Create or update (by name) every gateway in ``items``, all or nothing.
+    """Create or update (by name) every gateway in ``items``, all or nothing: every entry is
+    checked before any is written, so a refused file leaves the session as it was.
 
     Errors name the entry: ``"2.url"`` is the ``url`` field of the second entry.
     """
     if not isinstance(items, list | tuple):
         raise GatewayConfigError({"file": "The file must hold a JSON list of gateways."})
-    saved: list[Gateway] = []
+    planned: list[tuple[_Checked, Gateway | None]] = []
     errors: dict[str, str] = {}
-    with session.no_autoflush:
-        for number, item in enumerate(items, start=1):
-            if not isinstance(item, Mapping):
-                errors[f"{number}"] = "Each gateway must be a JSON object."
-                continue
-            name = str(item.get("name") or "").strip()
-            existing = session.scalar(select(Gateway).where(Gateway.name == name)) if name else None
-            try:
-                saved.append(save_gateway(session, vault, item, existing))
-                session.flush()
-            except GatewayConfigError as exc:
-                errors.update({f"{number}.{field}": text for field, text in exc.errors.items()})
+    first_entry: dict[str, int] = {}
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, Mapping):
+            errors[f"{number}"] = "Each gateway must be a JSON object."
+            continue
+        name = str(item.get("name") or "").strip()
+        if name in first_entry:
+            errors[f"{number}.name"] = f"Entry {first_entry[name]} already has the name {name!r}."
+            continue
+        first_entry.setdefault(name, number)
+        existing = session.scalar(select(Gateway).where(Gateway.name == name)) if name else None
+        try:
+            planned.append((_check(session, vault, item, existing), existing))
+        except GatewayConfigError as exc:
+            errors.update({f"{number}.{field}": text for field, text in exc.errors.items()})
     if errors:
         raise GatewayConfigError(errors)
+    saved = []
+    for checked, existing in planned:
+        saved.append(_write(session, vault, checked, existing))
+        session.flush()  # the next new gateway's default priority counts this one
     return saved
 
 
 def export_gateways(session: Session) -> list[dict[str, Any]]:
     """Every gateway as form-shaped JSON, in priority order, without its secrets."""
-    rows = session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id))
+    rows = session.scalars(Gateway.in_order())
     exported = []
     for gateway in rows:
         driver = driver_class(gateway.type)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .delivery import http_session
-from .gateway_store import gateway_config
-from .gateways import make_driver
-from .gateways.http import storable
-from .models import Gateway, utcnow
-from .state import SMSState
+from ..models import Gateway, utcnow
+from ..state import SMSState
+from . import make_driver
+from .http import http_session
+from .masking import storable
+from .store import gateway_config
 
 
 def refresh_balance(state: SMSState, gateway: Gateway) -> None:

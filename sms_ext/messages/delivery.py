@@ -9,24 +9,23 @@ message expires.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import CursorResult, and_, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from . import outbox, runtime
-from .gateway_store import gateway_config
-from .gateways import Driver, OutgoingSMS, SendResult, make_driver
-from .models import Gateway, Message, MessageAttempt, Status, utcnow
-from .state import SMSState
+from .. import runtime
+from ..gateways import Driver, OutgoingSMS, SendResult, make_driver
+from ..gateways.http import http_session
+from ..gateways.store import gateway_config
+from ..models import MESSAGES, Gateway, Message, MessageAttempt, Status, utcnow
+from ..state import SMSState
+from . import outbox
 
 log = logging.getLogger("sms_ext")
 
@@ -37,28 +36,6 @@ SKIPPED = f"Not tried: this gateway failed {BREAKER_FAILURES} times in a row in 
 
 CLOCK_SKEW = timedelta(seconds=1)
 """A job may run this much before its row's due time (clocks of web, worker and Redis differ)."""
-
-_http: tuple[int, requests.Session] | None = None
-
-
-ENVIRONMENT_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
-
-
-def http_session() -> requests.Session:
-    """One kept-alive HTTP session per process (never shared across a fork).
-
-    Reading proxy settings from the environment costs requests about half a millisecond per
-    call; when there are none to read, the session skips it.
-    """
-    global _http
-    if _http is None or _http[0] != os.getpid():
-        session = requests.Session()
-        environment_matters = urllib.request.getproxies() or any(
-            name in os.environ for name in ENVIRONMENT_SETTINGS
-        )
-        session.trust_env = bool(environment_matters)
-        _http = (os.getpid(), session)
-    return _http[1]
 
 
 @dataclass
@@ -190,13 +167,15 @@ def settle(
     state: SMSState, rounds: Sequence[Round], now: datetime
 ) -> dict[datetime, tuple[str, list[int]]]:
     """Write attempts and new statuses in bulk; returns (job id, ids) to retry by due time."""
-    table = Message.__table__
-    sent, retry, failed = [], [], []
+    table = MESSAGES
+    sent: list[dict[str, Any]] = []
+    retry: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     retries: dict[datetime, list[int]] = defaultdict(list)
     for r in rounds:
         message = r.message
         attempts = message.attempts + 1
-        row = {"b_id": message.id, "attempts": attempts}
+        row: dict[str, Any] = {"b_id": message.id, "attempts": attempts}
         if (won := r.success) is not None:
             gateway, result = won
             sent.append(
@@ -223,17 +202,17 @@ def settle(
         state.session.execute(insert(MessageAttempt), attempts_rows)
     owned = and_(table.c.id == bindparam("b_id"), table.c.status == Status.SENDING)
     released = {"claim_token": None, "claimed_until": None}
-    groups = (
+    groups: tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...] = (
         (sent, {"status": Status.SENT, "sent_at": now, "last_error": None}),
         (retry, {"status": Status.QUEUED}),
         (failed, {"status": Status.FAILED, "failed_at": now}),
     )
     job_ids = {due: outbox.new_job_id() for due in retries}
-    for params in retry:
-        params["job_id"] = job_ids[params["next_attempt_at"]]
+    for entry in retry:
+        entry["job_id"] = job_ids[entry["next_attempt_at"]]
     for params, values in groups:
         if params:
-            columns = {key: bindparam(key) for key in params[0] if key != "b_id"}
+            columns: dict[str, Any] = {k: bindparam(k) for k in params[0] if k != "b_id"}
             state.session.execute(
                 update(table).where(owned).values(**values, **released, **columns), params
             )
@@ -243,7 +222,7 @@ def settle(
 
 def release(session: Session, *criteria: Any, **values: Any) -> int:
     """End the claim on ``sending`` rows matching ``criteria``, setting ``values``; commits."""
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE
         update(Message)
         .where(Message.status == Status.SENDING, *criteria)
         .values(claim_token=None, claimed_until=None, **values)
@@ -292,7 +271,7 @@ def deliver(state: SMSState, ids: Sequence[int]) -> dict[str, int]:
     live = [m for m in messages if m.expires_at > now]
     if expired:
         expire(session, expired, now)
-    gateways = list(session.scalars(select(Gateway).order_by(Gateway.priority, Gateway.id)))
+    gateways = list(session.scalars(Gateway.in_order()))
     rounds = run_rounds(state, live, gateways)
     if runtime.current(state).debug_logging:
         log_attempts(rounds)

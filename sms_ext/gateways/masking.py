@@ -1,13 +1,17 @@
-"""Keep secrets out of logs, attempt records and admin pages.
+"""Keep secrets out of logs, attempt records and admin pages, and what we store printable.
 
 A secret can leak in several spellings (as typed, URL-encoded, inside a Basic auth header), so
-:func:`redact` masks each of them.
+:func:`redact` masks each of them; :func:`summarize` is how a request is shown anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
+
+if TYPE_CHECKING:
+    from .base import PreparedCall
 
 MASK = "****"
 
@@ -42,3 +46,27 @@ def redact_headers(headers: dict[str, str], secrets: Iterable[str]) -> dict[str,
         else:
             shown[name] = redact(value, secrets)
     return shown
+
+
+_CONTROL = {code: "\ufffd" for code in range(32) if chr(code) not in "\t\n\r"}
+
+
+def storable(text: str) -> str:
+    """Text safe for every database and page: control characters (NUL above all, which
+    PostgreSQL refuses) become U+FFFD."""
+    return text.translate(_CONTROL)
+
+
+def summarize(call: PreparedCall, secrets: Iterable[str]) -> str:
+    """The request as text, as an admin may see it: every secret masked."""
+    secrets = list(secrets)
+    lines = [f"{call.method} {redact(call.url, secrets)}"]
+    headers = dict(call.headers)
+    if call.auth:
+        headers["Authorization"] = "Basic <credentials>"
+    for name, value in redact_headers(headers, secrets).items():
+        lines.append(f"{name}: {value}")
+    if call.body:
+        lines.append("")
+        lines.append(redact(call.body.decode("utf-8", errors="replace"), secrets))
+    return storable("\n".join(lines))

@@ -21,9 +21,10 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from werkzeug.exceptions import BadRequest
 from wtforms.validators import ValidationError
 
-from . import otp
-from .phone import normalize_phone
-from .state import SMSState, get_state
+from ..errors import OtpRateLimited, OtpUnavailable
+from ..state import SMSState, get_state
+from ..text.phone import normalize_phone
+from . import codes
 
 SESSION_KEY = "sms_otp"
 """Flask session entry: the browser's random key and the pending challenge."""
@@ -46,8 +47,9 @@ class SessionExpired(BadRequest):
     description = "Your session expired. Please enter your phone number again."
 
 
-def protection(protected: dict[str, Protection]) -> Protection | None:
+def protection(state: SMSState) -> Protection | None:
     """The registration that covers the current request's blueprint, if any."""
+    protected = state.registrations.protected
     for name in request.blueprints:
         if name in protected:
             return protected[name]
@@ -103,7 +105,7 @@ def code_page(
     """
     pending = session.get(SESSION_KEY) or {}
     if wait is None:
-        wait = otp.resend_wait(state, pending["key"])
+        wait = codes.resend_wait(state, pending["key"])
     page = render_template(
         "sms/otp/code.html",
         phone=_readable(pending["phone"]),
@@ -116,16 +118,16 @@ def code_page(
     return page, status
 
 
-def verify_phone(protected: dict[str, Protection], raw_phone: str) -> ResponseReturnValue:
+def verify_phone(raw_phone: str) -> ResponseReturnValue:
     """Start verification of ``raw_phone`` (see :meth:`sms_ext.SMS.verify_phone`)."""
-    rule = protection(protected)
+    state = get_state()
+    rule = protection(state)
     if rule is None:
         raise RuntimeError(
             "verify_phone() was called outside a protected blueprint: call "
             "'sms.protect(blueprint, on_verified=...)' for the splash blueprint first."
         )
     _check_csrf()
-    state = get_state()
     policy = state.settings.otp
     phone = normalize_phone(
         (raw_phone or "")[:64],
@@ -136,7 +138,7 @@ def verify_phone(protected: dict[str, Protection], raw_phone: str) -> ResponseRe
     if not rule.required():
         return rule.on_verified(phone, False)
     key = _browser_key()
-    challenge_id = otp.issue(
+    challenge_id = codes.issue(
         state,
         phone,
         session_key=key,
@@ -156,10 +158,10 @@ def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> Re
         return code_page(
             state, error=f"Enter the {digits}-digit code from the text message.", status=400
         )
-    verdict = otp.check(
+    verdict = codes.check(
         state, pending["challenge"], code, session_key=pending["key"], client_mac=_client_mac()
     )
-    if not verdict.ok:
+    if verdict.phone is None:
         return code_page(state, error=verdict.message, status=400)
     session[SESSION_KEY] = {"key": pending["key"]}
     return rule.on_verified(verdict.phone, True)
@@ -167,7 +169,7 @@ def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> Re
 
 def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
     try:
-        challenge_id = otp.issue(
+        challenge_id = codes.issue(
             state,
             pending["phone"],
             session_key=pending["key"],
@@ -176,7 +178,7 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
             client_mac=_client_mac(),
             location=rule.location(),
         )
-    except otp.OtpRateLimited as limited:
+    except OtpRateLimited as limited:
         return code_page(state, error=limited.description, status=429)
     session[SESSION_KEY] = {**pending, "challenge": challenge_id}
     return code_page(
@@ -184,23 +186,23 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
     )
 
 
-def handle_step(protected: dict[str, Protection]) -> ResponseReturnValue | None:
+def handle_step() -> ResponseReturnValue | None:
     """``before_request``: answer the code page's posts on protected blueprints."""
     if request.method != "POST" or request.form.get("sms_step") not in ("code", "resend"):
         return None
-    rule = protection(protected)
+    state = get_state()
+    rule = protection(state)
     if rule is None:
         return None
     _check_csrf()
     pending = session.get(SESSION_KEY) or {}
     if not pending.get("challenge") or not pending.get("phone"):
         raise SessionExpired()
-    state = get_state()
     step = _code_step if request.form["sms_step"] == "code" else _resend_step
     return make_response(step(state, rule, pending))
 
 
-def error_page(error: otp.OtpRateLimited | otp.OtpUnavailable) -> ResponseReturnValue:
+def error_page(error: OtpRateLimited | OtpUnavailable) -> ResponseReturnValue:
     """A friendly page for limits and outages raised while asking for a code."""
     return render_template("sms/otp/error.html", error=error, back=own_url()), error.code
 

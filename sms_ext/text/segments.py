@@ -1,4 +1,4 @@
-"""Count and split SMS segments the way handsets and gateways do.
+"""Count SMS segments the way handsets and gateways do.
 
 The preview under the message box, the cost estimate and the choice of Vonage's ``type=unicode``
 all depend on the same facts (GSM 03.38):
@@ -13,16 +13,13 @@ all depend on the same facts (GSM 03.38):
   would straddle a part boundary moves whole to the next part and leaves one unit unused. The
   segment count is therefore not always ``ceil(units / per_part)``.
 
-An empty message is counted as one (empty) segment: gateways still send and bill one SMS for it,
-and it keeps ``analyze(text).segments == len(split_parts(text))`` true for every text.
+An empty message is counted as one (empty) segment: gateways still send and bill one SMS for it.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Literal, NamedTuple
 
 GSM7_BASIC = frozenset(
@@ -76,7 +73,6 @@ class _Layout(NamedTuple):
     encoding: Literal["gsm7", "ucs2"]
     units: int
     per_segment: int
-    doubles: list[int]  # unit offsets of the two-unit characters, ascending
     starts: list[int]  # unit offset where each part starts
 
 
@@ -97,13 +93,13 @@ def _layout(text: str) -> _Layout:
     units = len(text) + len(doubles)
     starts = [0]
     if units <= single:
-        return _Layout(encoding, units, single, doubles, starts)
+        return _Layout(encoding, units, single, starts)
     double_set = set(doubles)
     while units - starts[-1] > per_part:
         end = starts[-1] + per_part
         # A two-unit character starting on the last unit of a part moves to the next part.
         starts.append(end - 1 if end - 1 in double_set else end)
-    return _Layout(encoding, units, per_part, doubles, starts)
+    return _Layout(encoding, units, per_part, starts)
 
 
 def analyze(text: str) -> SegmentInfo:
@@ -116,15 +112,3 @@ def analyze(text: str) -> SegmentInfo:
         per_segment=layout.per_segment,
         remaining=layout.per_segment - (layout.units - layout.starts[-1]),
     )
-
-
-def split_parts(text: str) -> list[str]:
-    """The parts as a handset receives them, never splitting an ESC pair or a surrogate pair.
-
-    An empty text gives one empty part (see the module docstring).
-    """
-    layout = _layout(text)
-    # A unit offset u that starts a character lies at index u - (two-unit characters before u).
-    indices = [start - bisect_left(layout.doubles, start) for start in layout.starts]
-    indices.append(len(text))
-    return [text[a:b] for a, b in pairwise(indices)]

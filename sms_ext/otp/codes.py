@@ -16,49 +16,20 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
-from sqlalchemy import Row, insert, select, update
-from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+from sqlalchemy import CursorResult, Row, insert, select, update
 
-from .models import Kind, OtpChallenge, utcnow
-from .ratelimit import Limiter
-from .state import SMSState
+from ..errors import OtpRateLimited, OtpUnavailable
+from ..messages import outbox
+from ..models import CHALLENGES, Kind, OtpChallenge, utcnow
+from ..state import SMSState
+from .limits import Limiter
 
 _templates = SandboxedEnvironment(autoescape=False)
-
-
-class OtpRateLimited(TooManyRequests):
-    """Too many codes asked for; ``retry_after`` seconds until the next one is allowed.
-
-    The wording is the same whichever limit refused, so it never tells whether a number was
-    seen before.
-    """
-
-    def __init__(self, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(
-            f"Too many codes were requested. Please try again in {wait_text(retry_after)}."
-        )
-
-
-class OtpUnavailable(ServiceUnavailable):
-    """Codes cannot be sent right now (rate limits cannot be checked: Redis is unreachable)."""
-
-    description = "Text-message verification is unavailable right now. Please try again soon."
-
-
-def wait_text(seconds: int) -> str:
-    """``"45 seconds"``, ``"4 minutes"``: how long to wait, in words a guest reads at a glance."""
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = -(-seconds // 60)
-    if minutes < 90:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    hours = -(-minutes // 60)
-    return f"{hours} hours"
 
 
 @dataclass(frozen=True)
@@ -75,7 +46,7 @@ class Verdict:
 
 def _limiter(state: SMSState) -> Limiter:
     """The app's OTP limiter, built on first use (parsing limits costs per request otherwise)."""
-    limiter = state.cache.get("otp_limiter")
+    limiter = state.otp_limiter
     if limiter is None:
         otp = state.settings.otp
         groups = {
@@ -84,7 +55,7 @@ def _limiter(state: SMSState) -> Limiter:
             "location": otp.limit_location,
         }
         prefix = f"sms_ext:{state.settings.queue}"
-        limiter = state.cache["otp_limiter"] = Limiter(state.redis, groups, prefix=prefix)
+        limiter = state.otp_limiter = Limiter(state.redis, groups, prefix=prefix)
     return limiter
 
 
@@ -111,7 +82,7 @@ def message_text(state: SMSState, code: str, host: str) -> str:
 
 def latest(state: SMSState, session_key: str) -> Row | None:
     """The session's newest challenge: id, created_at, used_at, revoked_at."""
-    table = OtpChallenge.__table__
+    table = CHALLENGES
     query = (
         select(table.c.id, table.c.created_at, table.c.used_at, table.c.revoked_at)
         .where(table.c.session_key == session_key)
@@ -150,9 +121,9 @@ def issue(
     :class:`OtpUnavailable` when Redis cannot be asked (we fail closed: no limits, no SMS).
     """
     last = latest(state, session_key)
-    wait = _cooldown(state, last)
-    if wait:
-        raise OtpRateLimited(wait)
+    cooldown = _cooldown(state, last)
+    if cooldown:
+        raise OtpRateLimited(cooldown)
     try:
         wait = _limiter(state).hit(
             [
@@ -177,14 +148,12 @@ def issue(
         )
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
-    message_id = state.extension.queue_message(
-        phone,
-        message_text(state, code, host),
-        kind=Kind.OTP,
-        location=location,
-        expires_at=expires_at,
+    text = message_text(state, code, host)
+    sms = outbox.compose(
+        state, phone, text, kind=Kind.OTP, location=location, expires_at=expires_at
     )
-    table = OtpChallenge.__table__
+    [message_id] = outbox.queue(state, [sms])
+    table = CHALLENGES
     challenge_id = session.execute(
         insert(table)
         .values(
@@ -209,7 +178,7 @@ def check(
     state: SMSState, challenge_id: int, code: str, *, session_key: str, client_mac: str | None
 ) -> Verdict:
     """Check ``code`` against the session's challenge; each call counts as one try."""
-    table = OtpChallenge.__table__
+    table = CHALLENGES
     now = utcnow()
     max_attempts = state.settings.otp.max_attempts
     session = state.session
@@ -234,7 +203,7 @@ def check(
     if row.client_mac and client_mac != row.client_mac:
         return Verdict(False, message="This code was sent for another device.", dead=True)
     if hmac.compare_digest(digest(state, session_key, row.phone, code), row.code_hmac):
-        used = session.execute(
+        used: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE
             update(table)
             .where(table.c.id == challenge_id, table.c.used_at.is_(None))
             .values(used_at=now)

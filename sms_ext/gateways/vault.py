@@ -14,9 +14,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-
-class VaultError(RuntimeError):
-    """Stored secrets cannot be read with the configured key."""
+from ..errors import VaultError
 
 
 class Vault:

@@ -15,19 +15,10 @@ Scripts also get small helpers they would otherwise have to hand-write: ``url_en
 
 from __future__ import annotations
 
-import gc
-import json
-import math
-import os
 import re
-import resource
-import select
-import signal
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 # Explicitly 5.4: plain `import lupa` picks the newest bundled Lua, and LuaJIT ignores
 # max_memory on 64-bit and runs count hooks unreliably.
@@ -39,6 +30,9 @@ from lupa.lua54 import (
     LuaRuntime,
     lua_type,
 )
+
+from ..errors import LuaScriptError
+from .isolation import TOO_LONG, run_isolated
 
 SCRIPT_FUNCTIONS = frozenset({"build_request", "parse_response"})
 """The global functions a script may define; nothing else is ever called."""
@@ -74,22 +68,17 @@ DEFAULT_DEADLINE = 2.0
 """Wall-clock seconds before an isolated run is killed; above MAX_CPU_SECONDS so that the
 in-sandbox budget normally stops a script first, with the same message."""
 
-TOO_LONG = "script ran too long"
 TOO_MUCH_MEMORY = "script used too much memory"
 
 _PRELUDE = resources.files(__package__).joinpath("lua_prelude.lua").read_bytes()
 """The Lua code that builds the sandbox (see the file's header)."""
 
 
-class LuaScriptError(Exception):
-    """A script could not be compiled or run; the message is meant for the admin who wrote it."""
-
-
 def _deny(*_args: object) -> NoReturn:
     raise AttributeError("Python objects are not accessible from scripts")
 
 
-def _new_sandbox() -> tuple[LuaRuntime, Callable[[bytes], object]]:
+def _new_sandbox() -> tuple[LuaRuntime, Callable[[bytes], Any]]:
     """A fresh runtime (about 0.5 ms with the prelude): no run can leave state for another."""
     lua = LuaRuntime(
         register_eval=False,
@@ -179,7 +168,7 @@ def _python_text(data: bytes, totals: _Totals) -> str:
         raise LuaScriptError(f"{totals.what} has a string that is not valid UTF-8 text") from None
 
 
-def _python_data(value: object, depth: int, totals: _Totals) -> object:
+def _python_data(value: Any, depth: int, totals: _Totals) -> object:
     """A Lua value as plain Python: tables with keys 1..n become lists, other tables dicts with
     string keys (numbers as text), so a result looks the same after the JSON trip from a child."""
     if value is None or isinstance(value, bool | int | float):
@@ -251,7 +240,7 @@ def _run(source: bytes, function: str | None, argument: object) -> object:
     lua, prepare = _new_sandbox()
     try:
         env = prepare(source)
-        defined = {}
+        defined: dict[str, Any] = {}
         for name in SCRIPT_FUNCTIONS:
             value = env[name.encode()]  # env has no metatable: a raw lookup
             if value is None:
@@ -291,24 +280,8 @@ def check_script(source: str) -> set[str]:
     :raises LuaScriptError: too large, does not compile, or fails while defining its functions.
     """
     data = _encode_source(source)
-    names = _in_child(lambda: _run(data, None, None), DEFAULT_DEADLINE)
+    names = run_isolated(lambda: _run(data, None, None), DEFAULT_DEADLINE)
     return set(cast("list[str]", names))
-
-
-def call_script(source: str, function: str, argument: Mapping[str, object]) -> object | None:
-    """Run ``function`` of ``source`` with ``argument`` in a fresh sandbox, in this process.
-
-    Cheap (about half a millisecond) but guarded only by the in-sandbox limits, which C code
-    can overrun by a fraction of a second: use it where that is survivable (a worker with its
-    own watchdog), and :func:`call_script_isolated` elsewhere.
-
-    :param function: ``"build_request"`` or ``"parse_response"``.
-    :param argument: plain data (str, int, float, bool, None, mappings with str keys, lists).
-    :return: the function's table as a dict, or ``None`` when the script does not define it.
-    :raises LuaScriptError: the script failed, returned something unusable, or hit a limit.
-    """
-    data = _encode_source(source)
-    return _run(data, function, _checked_call(function, argument))
 
 
 def call_script_isolated(
@@ -318,88 +291,19 @@ def call_script_isolated(
     *,
     deadline: float = DEFAULT_DEADLINE,
 ) -> object | None:
-    """Like :func:`call_script`, in a forked child killed after ``deadline`` wall-clock seconds.
+    """Run ``function`` of ``source`` with ``argument`` in a fresh sandbox, in a forked child
+    killed after ``deadline`` wall-clock seconds (the in-sandbox limits cannot interrupt Lua's
+    C library, so the child is the hard guard).
 
-    The result comes back as JSON, so it equals what :func:`call_script` returns.
-
-    :raises LuaScriptError: as :func:`call_script`; ``"script ran too long"`` on the deadline.
+    :param function: ``"build_request"`` or ``"parse_response"``.
+    :param argument: plain data (str, int, float, bool, None, mappings with str keys, lists).
+    :return: the function's table as a dict (through JSON), or ``None`` when the script does
+        not define it.
+    :raises LuaScriptError: the script failed, returned something unusable, hit a limit, or
+        ``"script ran too long"`` on the deadline.
     """
     if deadline <= 0:
         raise ValueError("deadline must be positive")
     data = _encode_source(source)
     plain = _checked_call(function, argument)
-    return _in_child(lambda: _run(data, function, plain), deadline)
-
-
-def _in_child(work: Callable[[], object], deadline: float) -> object:
-    """Run ``work`` in a forked child and return its result, or raise the LuaScriptError it
-    raised; SIGKILL the child if it has not answered after ``deadline`` seconds."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _child(work, read_end, write_end, deadline)
-    os.close(write_end)
-    reply = None
-    try:
-        reply = _read_until(read_end, time.monotonic() + deadline)
-    finally:
-        os.close(read_end)
-        if reply is None:  # the deadline passed, or we were interrupted: never leave it running
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    if reply is None:
-        raise LuaScriptError(TOO_LONG)
-    if not reply:
-        raise LuaScriptError(f"the script runner died ({_describe_exit(status)})")
-    answer = json.loads(reply)
-    if "error" in answer:
-        raise LuaScriptError(answer["error"])
-    return answer["result"]
-
-
-def _child(work: Callable[[], object], read_end: int, write_end: int, deadline: float) -> NoReturn:
-    exit_code = 1
-    try:
-        # Collecting the parent's garbage here could run finalizers that talk over its database
-        # and Redis connections; os._exit below likewise skips every cleanup handler.
-        gc.disable()
-        os.close(read_end)
-        # Should the parent die before the deadline, the child must still stop on its own.
-        seconds = math.ceil(deadline) + 1
-        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        if hard != resource.RLIM_INFINITY:
-            seconds = min(seconds, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
-        try:
-            answer = {"result": work()}
-        except LuaScriptError as error:
-            answer = {"error": str(error)}
-        view = memoryview(json.dumps(answer).encode())
-        while view:
-            view = view[os.write(write_end, view) :]
-        exit_code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(exit_code)
-
-
-def _read_until(fd: int, deadline_at: float) -> bytes | None:
-    """Everything written to ``fd`` until its writer closes it, or None at the deadline."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    chunks = []
-    while True:
-        remaining = deadline_at - time.monotonic()
-        if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
-            return None
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+    return run_isolated(lambda: _run(data, function, plain), deadline)

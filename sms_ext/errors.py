@@ -1,0 +1,98 @@
+"""Every error the extension raises on purpose, under one base :class:`SMSError`.
+
+A host catches what it means: ``SMSError`` for anything of ours, a leaf for one case. The
+errors a person may read (a guest, an admin) carry a sentence meant for them in ``str(exc)``.
+Value errors stay ``ValueError`` subclasses and the guest-facing HTTP errors stay werkzeug
+exceptions, so ``@app.errorhandler`` and older ``except ValueError`` code keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+
+
+class SMSError(Exception):
+    """Base of every error sms_ext raises on purpose."""
+
+
+class ConfigError(SMSError, RuntimeError):
+    """A ``SMS_*`` value is unusable; raised by ``init_app``."""
+
+
+class MessageError(SMSError, ValueError):
+    """A message cannot be queued as given (empty, too long, unknown kind); the text says why."""
+
+
+PhoneErrorCode = Literal[
+    "empty",
+    "letters",
+    "too_short",
+    "too_long",
+    "invalid_country_code",
+    "invalid",
+    "not_mobile",
+    "region_not_allowed",
+    "unparseable",
+]
+
+
+class PhoneNumberError(SMSError, ValueError):
+    """A number we will not text; ``str(exc)`` is meant for the guest, ``code`` for the code."""
+
+    def __init__(self, code: PhoneErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: PhoneErrorCode = code
+
+
+class GatewayConfigError(SMSError, ValueError):
+    """A gateway configuration was refused; ``errors`` maps a form field to its message."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
+
+
+class TemplateError(SMSError, ValueError):
+    """A payload template cannot be used; the message says what to change."""
+
+
+class LuaScriptError(SMSError):
+    """A script could not be compiled or run; the message is meant for the admin who wrote it."""
+
+
+class VaultError(SMSError, RuntimeError):
+    """Stored secrets cannot be read with the configured key."""
+
+
+def wait_text(seconds: int) -> str:
+    """``"45 seconds"``, ``"4 minutes"``: how long to wait, in words a guest reads at a glance."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    if minutes < 90:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = -(-minutes // 60)
+    return f"{hours} hours"
+
+
+class OtpRateLimited(SMSError, TooManyRequests):
+    """Too many codes asked for; ``retry_after`` seconds until the next one is allowed.
+
+    The wording is the same whichever limit refused, so it never tells whether a number was
+    seen before.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"Too many codes were requested. Please try again in {wait_text(retry_after)}."
+        )
+
+
+class OtpUnavailable(SMSError, ServiceUnavailable):
+    """Codes cannot be sent right now (rate limits cannot be checked: Redis is unreachable)."""
+
+    description = "Text-message verification is unavailable right now. Please try again soon."

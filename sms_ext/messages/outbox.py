@@ -1,0 +1,196 @@
+"""The transactional outbox: a message row is the truth, the RQ job only a wake-up call.
+
+Every message enters here, whoever sends it (``sms.send``, ``sms.send_bulk``, a guest's code):
+:func:`compose` checks and builds the row, :func:`queue` inserts rows in the caller's
+transaction. Their delivery jobs are enqueued only after that transaction commits (a
+rolled-back OTP challenge never sends), and a Redis outage merely leaves rows ``queued`` for
+the sweeper. Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy import bindparam, event, insert, update
+from sqlalchemy.orm import Session
+
+from .. import runtime
+from ..errors import MessageError
+from ..models import MESSAGES, Gateway, Kind, Message, Status, utcnow
+from ..state import SMSState
+from ..text.phone import normalize_phone
+from ..text.segments import analyze
+
+log = logging.getLogger("sms_ext")
+
+MAX_BODY = 1600
+"""Longest text we accept: the common provider limit (Twilio's) for one concatenated SMS."""
+
+DELIVER_JOB = "sms_ext.messages.jobs.deliver"
+"""Delivery jobs are enqueued by dotted path: the outbox never imports the delivery code."""
+
+PENDING = "sms_ext.pending"
+"""``Session.info`` key: (queue, job id, message ids) to enqueue after the commit."""
+
+JOB_RESULT_TTL = 0
+"""Finished delivery jobs are dropped at once: the outcome lives on the message rows."""
+JOB_FAILURE_TTL = 86400
+JOB_TIMEOUT = 900
+
+
+def new_job_id() -> str:
+    return f"sms-{uuid.uuid4().hex}"
+
+
+def _check(body: str, kind: str) -> None:
+    try:
+        Kind(kind)
+    except ValueError:
+        known = ", ".join(Kind)
+        raise MessageError(f"Unknown message kind {kind!r}; use one of {known}.") from None
+    if not body or not body.strip():
+        raise MessageError("The message is empty.")
+    if "\x00" in body:
+        raise MessageError("The message contains a NUL character.")
+    if len(body) > MAX_BODY:
+        raise MessageError(f"The message is longer than {MAX_BODY} characters.")
+
+
+def expiry(state: SMSState, expires_at: datetime | None) -> datetime:
+    """``expires_at`` as naive UTC; by default ``days to expire`` (admin setting) from now."""
+    if expires_at is None:
+        return utcnow() + timedelta(days=runtime.current(state).days_to_expire)
+    if expires_at.tzinfo is not None:
+        return expires_at.astimezone(UTC).replace(tzinfo=None)
+    return expires_at
+
+
+def compose(
+    state: SMSState,
+    to: str,
+    body: str,
+    *,
+    kind: str = Kind.PERSONAL,
+    location: str | None = None,
+    customer: str | None = None,
+    expires_at: datetime | None = None,
+    region: str | None = None,
+    gateway: Gateway | None = None,
+) -> dict[str, Any]:
+    """A checked, ready-to-insert message row (see :meth:`sms_ext.SMS.send` for the
+    parameters). Raises :class:`~sms_ext.PhoneNumberError` or :class:`~sms_ext.MessageError`.
+
+    While sending is switched off in the settings the row is born ``failed`` with the reason,
+    so the log shows what would have gone out.
+    """
+    _check(body, kind)
+    info = analyze(body)
+    now = utcnow()
+    row: dict[str, Any] = {
+        "kind": kind,
+        "to": normalize_phone(
+            to, default_region=region or state.settings.default_region, allow_fixed_line=True
+        ),
+        "body": body,
+        "encoding": info.encoding,
+        "segments": info.segments,
+        "status": Status.QUEUED,
+        "location": location,
+        "customer_ref": customer,
+        "created_at": now,
+        "next_attempt_at": now,
+        "expires_at": expiry(state, expires_at),
+        "attempts": 0,
+        "gateway_id": gateway.id if gateway is not None else None,
+        "only_gateway": gateway is not None,
+    }
+    if not runtime.current(state).sending_enabled:
+        row.update(status=Status.FAILED, failed_at=now, last_error="SMS sending is switched off.")
+    return row
+
+
+def queue(state: SMSState, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert composed rows in the caller's transaction; returns their ids in order.
+
+    Rows go in with one Core statement per ``SMS_BATCH_SIZE`` chunk, and each chunk's queued
+    rows get one delivery job, enqueued when the caller commits (dropped on rollback).
+    """
+    ids: list[int] = []
+    size = state.settings.batch_size
+    for start in range(0, len(rows), size):
+        ids.extend(_insert_chunk(state.session, state.queue, rows[start : start + size]))
+    return ids
+
+
+def _insert_chunk(session: Session, job_queue: Queue, rows: Sequence[dict[str, Any]]) -> list[int]:
+    job_id = new_job_id()
+    values = [{**row, "job_id": job_id if row["status"] == Status.QUEUED else None} for row in rows]
+    ids = list(session.scalars(insert(Message).returning(Message.id), values))
+    queued = [i for i, row in zip(ids, values, strict=True) if row["job_id"]]
+    if queued:
+        enqueue_after_commit(session, job_queue, job_id, queued)
+    return ids
+
+
+def enqueue_after_commit(
+    session: Session, job_queue: Queue, job_id: str, ids: Sequence[int]
+) -> None:
+    """Enqueue a delivery job for ``ids`` once ``session`` commits; dropped on rollback."""
+    session.info.setdefault(PENDING, []).append((job_queue, job_id, list(ids)))
+
+
+def enqueue(job_queue: Queue, job_id: str, ids: Sequence[int], at: datetime | None = None) -> bool:
+    """Put one delivery job on the queue; ``False`` (logged) when Redis is unreachable."""
+    options: dict[str, Any] = {
+        "job_id": job_id,
+        "result_ttl": JOB_RESULT_TTL,
+        "failure_ttl": JOB_FAILURE_TTL,
+        "job_timeout": JOB_TIMEOUT,
+        "description": f"deliver {len(ids)} SMS",
+    }
+    try:
+        if at is None:
+            job_queue.enqueue(DELIVER_JOB, list(ids), **options)
+        else:
+            job_queue.enqueue_at(at, DELIVER_JOB, list(ids), **options)
+    except RedisError as exc:
+        log.warning(
+            "Redis unreachable (%s): %d message(s) stay queued for the sweeper", exc, len(ids)
+        )
+        return False
+    return True
+
+
+def assign_job(session: Session, job_id: str, ids: Sequence[int]) -> None:
+    """Record on the rows which job is meant to deliver them (for the sweeper's check)."""
+    statement = (
+        update(MESSAGES).where(MESSAGES.c.id == bindparam("message_id")).values(job_id=job_id)
+    )
+    session.execute(statement, [{"message_id": message_id} for message_id in ids])
+
+
+def queue_one(state: SMSState, row: dict[str, Any], *, commit: bool) -> Message:
+    """Queue one composed row and return it as a :class:`Message` (``sms.send``)."""
+    [message_id] = queue(state, [row])
+    message = state.session.get(Message, message_id)
+    assert message is not None  # just inserted in this transaction
+    if commit:
+        state.session.commit()
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_committed(session: Session) -> None:
+    for job_queue, job_id, ids in session.info.pop(PENDING, ()):
+        enqueue(job_queue, job_id, ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(PENDING, None)
