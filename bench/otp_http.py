@@ -6,8 +6,9 @@ Run ``.venv/bin/python bench/otp_http.py [--database URL] [--redis URL] [--clien
 gunicorn with the same settings (2 sync workers by default) and hammered by closed-loop clients
 from this process: each client posts, waits for the answer, posts again.
 
-Targets (from the issue): at 32 concurrent clients, OTP p99 < 50 ms and OTP throughput at least
-40 % of the bare endpoint's.
+Targets (issue 8): at 32 concurrent clients, OTP p99 < 100 ms and OTP throughput at least
+25 % of the bare endpoint's. Redis is a private ``redis-server`` started for the run unless
+``--redis`` names one (then only our own keys are used and removed).
 
 What one OTP POST does here is what a guest's does: CSRF check, venue lookup, phone parsing,
 resend cooldown lookup, three Redis rate-limit hits, the challenge and its SMS row in one
@@ -72,38 +73,41 @@ from typing import Any
 from unittest import mock
 from urllib.parse import urlencode, urlsplit
 
-import psycopg
-import requests
-import sqlalchemy as sa
-from otp_bare import MARKER as BARE_MARKER
-from pipeline import (
-    ROOT,
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: make bench, sms_ext and tests importable
+
+import psycopg  # noqa: E402
+import requests  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from redis import Redis  # noqa: E402
+from redis.connection import AbstractConnection  # noqa: E402
+from rq import Queue  # noqa: E402
+
+from bench.harness import (  # noqa: E402
     START_TIMEOUT,
-    _interrupt,
     best_effort,
     forget_queue,
     percentile,
     private_schema,
+    start_redis,
     stop_process,
     verdict,
     wait_until,
 )
-from redis import Redis
-from redis.connection import AbstractConnection
-from rq import Queue
-
-from portal.cli import DEMO_SLUG
-from sms_ext.models import Kind, Message, OtpChallenge, Status
+from bench.otp_bare import MARKER as BARE_MARKER  # noqa: E402
+from portal.cli import DEMO_SLUG  # noqa: E402
+from sms_ext.models import Kind, Message, OtpChallenge, Status  # noqa: E402
+from sms_ext.state import urgent_queue_name  # noqa: E402
 
 DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/11"
 NO_LIMIT = "1000000 per minute"
 LIMIT_KEYS = ("SMS_OTP_LIMIT_PHONE", "SMS_OTP_LIMIT_CLIENT", "SMS_OTP_LIMIT_LOCATION")
 PORTAL_MARKER = 'name="sms_step" value="code"'
 """Only on the code page: a 200 without it (the phone form again) counts as an error."""
 PARTIES = ("gunicorn", "load generator", "postgres", "redis")
-TARGET_P99_MS = 50.0
-TARGET_RATIO = 40.0
+TARGET_P99_MS = 100.0
+TARGET_RATIO = 25.0
 REQUEST_TIMEOUT = 10.0
 CLI_TIMEOUT = 120.0
 COUNT_CAP_SECONDS = 600.0
@@ -207,7 +211,8 @@ def forget_keys(redis_url: str, queue: str) -> None:
     """Our queue, its jobs and registries, and our rate-limit keys; nothing else is touched."""
     connection = Redis.from_url(redis_url)
     try:
-        Queue(queue, connection=connection).delete(delete_jobs=True)
+        for name in (queue, urgent_queue_name(queue)):
+            Queue(name, connection=connection).delete(delete_jobs=True)
         keys = list(connection.scan_iter(match=f"sms_ext:{queue}:*", count=1000))
         if keys:
             connection.delete(*keys)
@@ -534,7 +539,12 @@ def measure(name: str, title: str, server: Server, marker: str, args: argparse.N
 
 
 def written(database_url: str, redis_url: str, queue: str) -> tuple[int, int, int]:
-    """Challenges, queued OTP messages and jobs waiting in our queue (no worker runs)."""
+    """Challenges, queued OTP messages and jobs waiting in our urgent queue (no worker runs).
+
+    Guest codes wake the urgent lane: one job for a burst of codes, not one each. With no
+    worker to clear it, the "urgent pending" flag expires after ``URGENT_FLAG_SECONDS`` and the
+    next code enqueues another job: a few jobs per run, never zero.
+    """
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -548,7 +558,7 @@ def written(database_url: str, redis_url: str, queue: str) -> tuple[int, int, in
         engine.dispose()
     connection = Redis.from_url(redis_url)
     try:
-        jobs = Queue(queue, connection=connection).count
+        jobs = Queue(urgent_queue_name(queue), connection=connection).count
     finally:
         connection.close()
     return int(challenges or 0), int(queued or 0), jobs
@@ -758,7 +768,7 @@ def print_profile(stats: pstats.Stats, count: int, wall_ms: float, cpu_ms: float
 # -- report --------------------------------------------------------------------------------------
 
 
-def print_header(args: argparse.Namespace, database: str, queue: str) -> None:
+def print_header(args: argparse.Namespace, database: str, redis: str, queue: str) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     kind = args.worker_class
     if kind == "gthread":
@@ -768,7 +778,7 @@ def print_header(args: argparse.Namespace, database: str, queue: str) -> None:
     print("sms_ext OTP splash POST benchmark (HTTP)")
     print(f"  gunicorn   : {args.workers} workers, {kind}; same flags for both apps")
     print(f"  database   : {database} (flask db upgrade + portal seed-demo)")
-    print(f"  redis      : {args.redis} (queue and rate-limit key prefix {queue})")
+    print(f"  redis      : {redis}, queue and rate-limit key prefix {queue}")
     print(
         f"  clients    : {args.clients} closed-loop, {procs} load process(es) x threads, "
         f"one {args.client} connection each; warm-up {args.warmup:g} s, then {amount}"
@@ -858,7 +868,9 @@ def print_summary(bare: Phase, otp: Phase, args: argparse.Namespace) -> bool:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", default=DEFAULT_DATABASE, help="PostgreSQL SQLAlchemy URL")
-    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL (private key prefix)")
+    parser.add_argument(
+        "--redis", help="Redis URL (private key prefix; default: a private redis-server)"
+    )
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("--requests", type=int, help="measured requests per app (default: timed)")
     parser.add_argument(
@@ -908,32 +920,38 @@ def serve_and_measure(
 
 def run(args: argparse.Namespace) -> bool:
     queue = f"otp_bench_{uuid.uuid4().hex[:12]}"  # not JSON, so FLASK_SMS_QUEUE stays a string
-    Redis.from_url(args.redis, socket_connect_timeout=5).ping()  # fail before anything starts
     with ExitStack() as stack:
-        stack.callback(best_effort, forget_keys, args.redis, queue)
+        redis_url, redis_kind = start_redis(stack, args.redis)
+        Redis.from_url(redis_url, socket_connect_timeout=5).ping()  # fail before anything starts
+        stack.callback(best_effort, forget_keys, redis_url, queue)
         database_url, database_kind = private_schema(stack, args.database, "otp_bench")
-        config = portal_config(database_url, args.redis, queue, csrf=not args.no_csrf)
+        config = portal_config(database_url, redis_url, queue, csrf=not args.no_csrf)
         env = flask_env(config)
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otp-bench-")))
         flask_cli(env, "db", "upgrade")
         flask_cli(env, "portal", "seed-demo")
-        print_header(args, database_kind, queue)
+        print_header(args, database_kind, redis_kind, queue)
         bare = serve_and_measure(
             "bare endpoint", "bench.otp_bare:app", BARE_MARKER, env, args, logs
         )
         otp = serve_and_measure("OTP POST", "wsgi:app", PORTAL_MARKER, env, args, logs)
-        challenges, queued, jobs = written(database_url, args.redis, queue)
+        challenges, queued, jobs = written(database_url, redis_url, queue)
         expected = otp.ok_answers
-        same = challenges == queued == jobs == expected
+        same = challenges == queued == expected and (jobs > 0 or expected == 0)
         print(
-            f"    written: {challenges} challenges, {queued} queued OTP messages, {jobs} jobs on "
-            f"the queue for {expected} code pages: {'consistent' if same else 'MISMATCH'}",
+            f"    written: {challenges} challenges, {queued} queued OTP messages, {jobs} urgent "
+            f"wake-up job(s) for {expected} code pages: {'consistent' if same else 'MISMATCH'}",
             end="\n\n",
         )
         clean = print_summary(bare, otp, args) and same
         if args.profile:
             profile(config, args.profile)
     return clean
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the exit stack stops every child process."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 
 from .extensions import db, migrate, sms
 
@@ -32,6 +32,21 @@ def _write_ahead_log(connection: Any, _record: Any) -> None:
     connection.execute("PRAGMA journal_mode=WAL")
 
 
+def _postgresql_timeouts(config: dict[str, Any]) -> dict[str, Any]:
+    """A stalled or unreachable database fails a request in seconds instead of holding it:
+    connecting, each statement, and unacknowledged writes on a dead connection are bounded."""
+    statement_ms = int(float(config["PORTAL_DB_STATEMENT_TIMEOUT"]) * 1000)
+    # Options given in the URL (a search_path, say) would be replaced by ours: keep them.
+    given = make_url(config["SQLALCHEMY_DATABASE_URI"]).query.get("options", "")
+    if not isinstance(given, str):
+        given = " ".join(given)
+    return {
+        "connect_timeout": max(1, int(config["PORTAL_DB_CONNECT_TIMEOUT"])),
+        "options": f"{given} -c statement_timeout={statement_ms}".strip(),
+        "tcp_user_timeout": statement_ms,
+    }
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the portal app; ``test_config`` replaces the instance config and environment."""
     app = Flask(__name__, instance_relative_config=True)
@@ -39,6 +54,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SECRET_KEY=None,
         SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "portal.db"),
         SQLALCHEMY_ENGINE_OPTIONS={},
+        PORTAL_DB_CONNECT_TIMEOUT=5,
+        PORTAL_DB_STATEMENT_TIMEOUT=10,
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -53,6 +70,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Web and worker processes share the file: wait for the writer instead of failing.
         engine_options.setdefault("connect_args", {"timeout": 30})
+    elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        engine_options.setdefault("connect_args", _postgresql_timeouts(app.config))
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -63,7 +82,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from . import auth, cli, demo_pages, models, splash, views  # noqa: F401 (models: migrations)
 
-    auth.login_manager.init_app(app)
+    # Not Flask-Login's context processor: it loads the user for every page rendered, the guests'
+    # splash and code pages too; a proxy costs nothing until a template asks for it.
+    auth.login_manager.init_app(app, add_context_processor=False)
+    app.context_processor(auth.lazy_current_user)
     app.register_blueprint(auth.bp)
 
     app.register_blueprint(views.bp)

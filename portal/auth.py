@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -28,6 +29,11 @@ class LoginForm(FlaskForm):
 @login_manager.user_loader
 def load_admin(admin_id: str) -> Admin | None:
     return db.session.get(Admin, int(admin_id)) if admin_id.isdigit() else None
+
+
+def lazy_current_user() -> dict[str, Any]:
+    """``current_user`` for templates, loaded only when one uses it."""
+    return {"current_user": current_user}
 
 
 @sms.admin_check

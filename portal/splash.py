@@ -12,6 +12,8 @@ questions for the location in the URL.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,17 +22,19 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
+    has_app_context,
     make_response,
     redirect,
     render_template,
     request,
     session,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, UOWTransaction
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.urls import iri_to_uri
 
@@ -59,23 +63,127 @@ MAX_CONTROLLER_VALUE = 64
 MAX_SLUG = 80
 
 
+VENUE_SECONDS = 5.0
+"""How long a process trusts its copy of a venue. Changes made through this process's ORM
+session are seen at once (see :func:`forget_venue`); changes made by another process or by
+plain SQL show within this time."""
+VENUES = "portal_venues"
+"""``app.extensions`` key: the app's venues by slug, with until when (monotonic) to trust them."""
+VENUE_CHANGED = "portal_venue_changed"
+"""``Session.info`` key: a flush of this transaction wrote a location or splash page."""
+
+
 # --- the location in the URL, shared by the view and the extension's callbacks ---
 
 
-def current_venue() -> tuple[Location, SplashPage]:
-    """The location and splash page of ``/s/<slug>/``, loaded once per request; 404 if none."""
-    venue = g.get("splash_venue")
-    if venue is None:
-        slug = (request.view_args or {}).get("slug", "")
-        if not slug or len(slug) > MAX_SLUG or not slug.isprintable():
-            abort(404)  # PostgreSQL refuses NUL in a query parameter: never send such a slug
-        location = db.session.scalar(
-            select(Location).where(Location.slug == slug).options(joinedload(Location.splash_page))
-        )
-        if location is None or location.splash_page is None:
-            abort(404)
-        venue = g.splash_venue = (location, location.splash_page)
+@dataclass(frozen=True)
+class VenueLocation:
+    """What the splash flow needs of a :class:`Location`: a plain copy, safe to share between
+    requests and threads."""
+
+    id: int
+    name: str
+    slug: str
+    timezone: str
+    region: str
+
+
+@dataclass(frozen=True)
+class VenuePage:
+    """What the splash flow needs of a :class:`SplashPage`."""
+
+    title: str
+    terms: str
+    otp_enabled: bool
+
+
+Venue = tuple[VenueLocation, VenuePage]
+
+_location, _page = Location.__table__.c, SplashPage.__table__.c
+VENUE_QUERY = (
+    select(
+        _location.id,
+        _location.name,
+        _location.slug,
+        _location.timezone,
+        _location.region,
+        _page.title,
+        _page.terms,
+        _page.otp_enabled,
+    )
+    .join_from(Location.__table__, SplashPage.__table__, _page.location_id == _location.id)
+    .where(_location.slug == bindparam("slug"))
+)
+
+
+def _load_venue(slug: str) -> Venue | None:
+    row = db.session.execute(VENUE_QUERY, {"slug": slug}).first()
+    if row is None:
+        return None
+    location = VenueLocation(row.id, row.name, row.slug, row.timezone, row.region)
+    return location, VenuePage(row.title, row.terms, row.otp_enabled)
+
+
+def current_venue() -> Venue:
+    """The location and splash page of ``/s/<slug>/``; 404 if none.
+
+    Every guest POST needs them, and they hardly ever change: each process keeps a copy per app
+    for :data:`VENUE_SECONDS`, and a request sees one copy throughout.
+    """
+    venue: Venue | None = g.get("splash_venue")
+    if venue is not None:
+        return venue
+    slug = (request.view_args or {}).get("slug", "")
+    if not slug or len(slug) > MAX_SLUG or not slug.isprintable():
+        abort(404)  # PostgreSQL refuses NUL in a query parameter: never send such a slug
+    venues: dict[str, tuple[float, Venue]] = current_app.extensions.setdefault(VENUES, {})
+    cached = venues.get(slug)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        venue = cached[1]
+    else:
+        venue = _load_venue(slug)
+        if venue is None:
+            venues.pop(slug, None)
+            abort(404)  # not remembered: a venue created a moment later is found at once
+        venues[slug] = (now + VENUE_SECONDS, venue)
+    g.splash_venue = venue
     return venue
+
+
+def forget_venue(slug: str | None = None) -> None:
+    """Drop this process's copy of a venue (every venue when ``slug`` is None) in the current
+    app, so the next request reads it again. Changes to :class:`Location` and
+    :class:`SplashPage` through the ORM call it by themselves; call it after changing them
+    with plain SQL (other processes catch up within :data:`VENUE_SECONDS`)."""
+    venues = current_app.extensions.get(VENUES)
+    if venues:
+        if slug is None:
+            venues.clear()
+        else:
+            venues.pop(slug, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _venue_flushed(session: Session, _flush: UOWTransaction) -> None:
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(instance, Location | SplashPage) for instance in changed):
+        session.info[VENUE_CHANGED] = True
+        if has_app_context():
+            forget_venue()
+
+
+@event.listens_for(Session, "after_commit")
+def _venue_committed(session: Session) -> None:
+    # Again: a request may have read the old row between the flush and the commit.
+    if session.info.pop(VENUE_CHANGED, False) and has_app_context():
+        forget_venue()
+
+
+@event.listens_for(Session, "after_rollback")
+def _venue_rolled_back(session: Session) -> None:
+    # The copies dropped at the flush are simply read again: nothing else to undo.
+    session.info.pop(VENUE_CHANGED, None)
 
 
 def otp_required() -> bool:
@@ -242,7 +350,7 @@ def on_verified(phone: str, verified_by_otp: bool) -> Response:
     db.session.add(
         GuestSession(
             guest=guest,
-            location=location,
+            location_id=location.id,
             client_mac=(_controller_value(*CLIENT_MAC_PARAMS) or "").lower() or None,
             client_ip=_controller_value("ip") or (request.remote_addr or "")[:64] or None,
             ap=_controller_value("ap"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
@@ -84,16 +85,28 @@ def send_command(phone: str, message: str, location: str | None, wait: float) ->
 
 
 @sms_cli.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @with_appcontext
 def worker_command(burst: bool) -> None:
-    """Run an RQ worker (with scheduler and sweeper) for the SMS queue."""
+    """Run an RQ worker (with scheduler and sweeper) for the SMS queues.
+
+    It waits out Redis outages; SIGTERM or Ctrl+C stops it after the job at hand.
+    """
     from flask import current_app
 
-    from .messages.worker import run_worker
+    from .messages.worker import RedisOutage, run_worker
 
+    log = logging.getLogger("sms_ext")
+    if not log.hasHandlers():  # the host configured no logging: say what the worker does
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # not the proxy
-    run_worker(app, burst=burst)
+    try:
+        run_worker(app, burst=burst)
+    except RedisOutage as exc:  # only in burst mode
+        raise click.ClickException(str(exc)) from None
 
 
 @sms_cli.command("sweep")

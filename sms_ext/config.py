@@ -23,6 +23,9 @@ RETRY_MAX_SECONDS = "SMS_RETRY_MAX_SECONDS"
 LEASE_SECONDS = "SMS_LEASE_SECONDS"
 SWEEP_INTERVAL = "SMS_SWEEP_INTERVAL"
 BATCH_SIZE = "SMS_BATCH_SIZE"
+BREAKER_FAILURES = "SMS_BREAKER_FAILURES"
+BREAKER_COOLDOWN = "SMS_BREAKER_COOLDOWN"
+WORKER_CONCURRENCY = "SMS_WORKER_CONCURRENCY"
 ADMIN_URL_PREFIX = "SMS_ADMIN_URL_PREFIX"
 ADMIN_FULL_NUMBERS = "SMS_ADMIN_FULL_NUMBERS"
 OTP_DIGITS = "SMS_OTP_DIGITS"
@@ -48,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     LEASE_SECONDS: 120,
     SWEEP_INTERVAL: 30,
     BATCH_SIZE: 200,
+    BREAKER_FAILURES: 3,
+    BREAKER_COOLDOWN: 30,
+    WORKER_CONCURRENCY: 32,
     ADMIN_URL_PREFIX: "/sms/admin",
     ADMIN_FULL_NUMBERS: False,
     OTP_DIGITS: 6,
@@ -94,6 +100,12 @@ class Settings:
     lease_seconds: float
     sweep_interval: float
     batch_size: int
+    breaker_failures: int
+    """Transient failures in a row after which every worker skips a gateway for a while."""
+    breaker_cooldown: float
+    """Seconds a gateway is skipped before one message probes it."""
+    worker_concurrency: int
+    """Gateway requests one worker keeps in flight at once."""
     admin_url_prefix: str
     admin_full_numbers: bool
     otp: OtpSettings
@@ -222,6 +234,9 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         lease_seconds=_number(config, LEASE_SECONDS, 10, 3600),
         sweep_interval=_number(config, SWEEP_INTERVAL, 1, 3600),
         batch_size=int(_number(config, BATCH_SIZE, 1, 5000)),
+        breaker_failures=int(_number(config, BREAKER_FAILURES, 1, 100)),
+        breaker_cooldown=_number(config, BREAKER_COOLDOWN, 1, 3600),
+        worker_concurrency=int(_number(config, WORKER_CONCURRENCY, 1, 512)),
         admin_url_prefix=_text(
             config,
             ADMIN_URL_PREFIX,

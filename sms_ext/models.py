@@ -91,6 +91,10 @@ class Gateway(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0, index=True)
     locations: Mapped[list[str]] = mapped_column(JSON, default=list)
     """Location keys this gateway serves; empty means every location."""
+    max_per_second: Mapped[int | None] = mapped_column(Integer)
+    """Requests per second the provider accepts, counted across every worker; None = no limit."""
+    max_in_flight: Mapped[int | None] = mapped_column(Integer)
+    """Requests the provider may hold at once, across every worker; None = no limit."""
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Non-secret settings of the type (URL, payload, sender...)."""
     secrets_sealed: Mapped[str | None] = mapped_column(Text)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy.orm import Session
 
+    from .gateways.health import GatewayHealth
     from .otp.flow import Protection
     from .otp.limits import Limiter
     from .runtime import Runtime
@@ -57,6 +58,7 @@ class SMSState:
     otp_limiter: Limiter | None = field(default=None, repr=False)
     """The OTP rate limiter, built on first use (parsing limits per request costs)."""
     _redis: Redis | None = field(default=None, repr=False)
+    _gateway_health: GatewayHealth | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -78,9 +80,33 @@ class SMSState:
         return self._redis
 
     @property
+    def gateway_health(self) -> GatewayHealth:
+        """Pauses, breakers and per-gateway limits shared by every worker through Redis
+        (:class:`~sms_ext.gateways.health.GatewayHealth`), built on first use; one per app and
+        process, safe to use from many threads."""
+        if self._gateway_health is None:
+            from .gateways.health import GatewayHealth
+
+            redis = self.redis  # outside the lock: building it takes the same lock
+            with self._lock:
+                if self._gateway_health is None:
+                    self._gateway_health = GatewayHealth(
+                        redis,
+                        prefix=f"sms_ext:{self.settings.queue}",
+                        breaker_failures=self.settings.breaker_failures,
+                        breaker_cooldown=self.settings.breaker_cooldown,
+                    )
+        return self._gateway_health
+
+    @property
     def queue(self) -> Queue:
-        """The RQ queue delivery jobs go to (``SMS_QUEUE``)."""
+        """The RQ queue bulk and ordinary delivery jobs go to (``SMS_QUEUE``)."""
         return Queue(self.settings.queue, connection=self.redis)
+
+    @property
+    def urgent_queue(self) -> Queue:
+        """The RQ queue of guest codes and test sends, served before :attr:`queue`."""
+        return Queue(urgent_queue_name(self.settings.queue), connection=self.redis)
 
 
 _embedded: dict[str, Any] = {}
@@ -123,6 +149,11 @@ def connect_redis(url: str | None, instance_path: str, *, for_worker: bool = Fal
     if url:
         return Redis.from_url(url, **timeouts)
     return Redis(unix_socket_path=embedded_redis_socket(instance_path), **timeouts)
+
+
+def urgent_queue_name(queue: str) -> str:
+    """The name of the urgent queue that goes with the ``SMS_QUEUE`` named ``queue``."""
+    return f"{queue}-urgent"
 
 
 def get_state() -> SMSState:

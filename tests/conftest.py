@@ -201,7 +201,7 @@ def drain(app: Flask, *, with_scheduler: bool = False) -> None:
     """Run a real RQ worker (burst) until the SMS queue is empty; with ``with_scheduler``,
     jobs scheduled for now or earlier (retries) are moved onto the queue first."""
     state = app.extensions["sms"]
-    worker = BurstWorker([state.queue], connection=state.redis, app=app)
+    worker = BurstWorker([state.urgent_queue, state.queue], connection=state.redis, app=app)
     worker.work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
 
 

@@ -93,9 +93,10 @@ def age(app: Flask, seconds: float = 30) -> None:
         )
         session.execute(statement, moved)
     session.commit()
-    scheduled = ScheduledJobRegistry(queue=state.queue)
-    for job_id, at in state.redis.zrange(scheduled.key, 0, -1, withscores=True):
-        state.redis.zadd(scheduled.key, {job_id: at - seconds})
+    for queue in (state.urgent_queue, state.queue):
+        scheduled = ScheduledJobRegistry(queue=queue)
+        for job_id, at in state.redis.zrange(scheduled.key, 0, -1, withscores=True):
+            state.redis.zadd(scheduled.key, {job_id: at - seconds})
 
 
 def retry_now(app: Flask, message: Message) -> None:
@@ -109,14 +110,18 @@ def retry_now(app: Flask, message: Message) -> None:
     drain(app, with_scheduler=True)
 
 
-def worker_process(database_url: str, redis_url: str, *args: str) -> subprocess.Popen[bytes]:
-    """A real ``flask sms worker`` process of the demo portal on the test database and Redis."""
+def worker_process(
+    database_url: str, redis_url: str, *args: str, **config: str
+) -> subprocess.Popen[bytes]:
+    """A real ``flask sms worker`` process of the demo portal on the test database and Redis;
+    ``config`` adds settings (``SMS_WORKER_CONCURRENCY="4"`` becomes a ``FLASK_`` variable)."""
     env = {
         **os.environ,
         "FLASK_SQLALCHEMY_DATABASE_URI": database_url,
         "FLASK_SMS_REDIS_URL": redis_url,
         "FLASK_SECRET_KEY": "test-secret-key-that-is-long-enough",
         "FLASK_SMS_RETRY_BASE_SECONDS": "1",
+        **{f"FLASK_{key}": value for key, value in config.items()},
     }
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "sms", "worker", *args],
@@ -129,8 +134,8 @@ def worker_process(database_url: str, redis_url: str, *args: str) -> subprocess.
 
 
 def stop_worker(worker: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal the worker's whole process group: RQ's scheduler runs in a forked child that
-    would outlive a SIGKILL sent to the worker alone."""
+    """Signal the worker's whole process group: the worker forks no child itself, but the Lua
+    helpers it starts are in its group and end only by themselves after it died."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, sig)
     try:

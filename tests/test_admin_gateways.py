@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from sms_ext import SMS, Gateway, Message, Status
+from sms_ext.gateways.base import SendResult
 from sms_ext.gateways.custom import CustomDriver
 from sms_ext.gateways.presets import PRESETS
 from tests.conftest import drain, make_app
@@ -471,3 +472,85 @@ def test_balance_is_checked_and_shown(
     failed = admin.post(f"{PREFIX}/{ids[0]}/balance", follow_redirects=True)
     assert "Twilio: no balance." in failed.get_data(as_text=True)
     assert admin.post(f"{PREFIX}/999999/balance").status_code == 404
+
+
+# -- limits and health ------------------------------------------------------------------------
+
+
+def test_limits_round_trip_through_the_form(app: Flask, admin: FlaskClient) -> None:
+    page = admin.get(f"{PREFIX}/new").get_data(as_text=True)
+    assert "Max messages per second" in page and "Max requests at once" in page
+    data = custom_form(max_per_second="5", max_in_flight=" 3 ")
+    assert admin.post(f"{PREFIX}/new", data=data).status_code == 303
+    with app.app_context():
+        (gateway,) = gateways(app)
+        assert (gateway.max_per_second, gateway.max_in_flight) == (5, 3)
+        gateway_id = gateway.id
+    edit = admin.get(f"{PREFIX}/{gateway_id}/").get_data(as_text=True)
+    assert re.search(r'<input [^>]*name="max_per_second"[^>]*value="5"', edit)
+    assert re.search(r'<input [^>]*name="max_in_flight"[^>]*value="3"', edit)
+    listing = admin.get(f"{PREFIX}/").get_data(as_text=True)
+    assert "5/s · 3 at once" in listing
+    blank = custom_form(max_per_second="", max_in_flight="")
+    assert admin.post(f"{PREFIX}/{gateway_id}/", data=blank).status_code == 303
+    with app.app_context():
+        (gateway,) = gateways(app)
+        assert (gateway.max_per_second, gateway.max_in_flight) == (None, None)
+    edit = admin.get(f"{PREFIX}/{gateway_id}/").get_data(as_text=True)
+    assert re.search(r'<input [^>]*name="max_per_second"[^>]*value=""', edit)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "ten", "100001"])
+@pytest.mark.parametrize(
+    ("field", "label"),
+    [("max_per_second", "Max messages per second"), ("max_in_flight", "Max requests at once")],
+)
+def test_bad_limits_are_refused_with_a_clear_message(
+    app: Flask, admin: FlaskClient, field: str, label: str, value: str
+) -> None:
+    answer = admin.post(f"{PREFIX}/new", data=custom_form(**{field: value}))
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert error_of(page, field) == (
+        f"{label} must be a whole number from 1 to 100,000, or blank for no limit."
+    )
+    assert f'value="{value}"' in page  # what was typed stays in the field
+    with app.app_context():
+        assert gateways(app) == []
+
+
+def test_list_shows_paused_and_skipped_gateways(app: Flask, admin: FlaskClient) -> None:
+    with app.app_context():
+        paused = add_gateway(app, name="Paused", type="sandbox")
+        broken = add_gateway(app, name="Broken", type="sandbox")
+        fine = add_gateway(app, name="Fine", type="sandbox")
+        health = app.extensions["sms"].gateway_health
+        health.record(paused, SendResult(ok=False, retryable=True, http_status=429, retry_after=60))
+        for _ in range(3):
+            health.record(broken, SendResult(ok=False, retryable=True, error="Timed out"))
+        health.record(fine, SendResult(ok=False, retryable=True, http_status=503))
+        ids = paused.id, broken.id, fine.id
+    page = admin.get(f"{PREFIX}/").get_data(as_text=True)
+    rows = {
+        gateway_id: re.search(rf'<tr id="gateway-{gateway_id}".*?</tr>', page, re.S).group(0)
+        for gateway_id in ids
+    }
+    assert re.search(r"Paused until \d\d:\d\d:\d\d UTC<", rows[ids[0]])
+    assert re.search(r"Skipped until \d\d:\d\d:\d\d UTC \(3 failures in a row\)<", rows[ids[1]])
+    assert "1 failure in a row" in rows[ids[2]] and "until" not in rows[ids[2]]
+
+
+def test_list_without_redis_shows_no_health_and_no_error(
+    backend: str, database_urls: dict[str, str], app: Flask
+) -> None:
+    with app.app_context():
+        add_gateway(app, name="Main", type="sandbox")
+    nowhere = SMS()
+    nowhere.admin_check(lambda: True)
+    offline = make_app(database_urls[backend], "redis://127.0.0.1:1/0", sms=nowhere)
+    answer = offline.test_client().get(f"{PREFIX}/")
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    assert "Main" in page and "until" not in page
+    with offline.app_context():
+        offline.extensions["sqlalchemy"].engine.dispose()

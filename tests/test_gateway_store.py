@@ -57,6 +57,10 @@ def test_new_gateways_go_last(app_ctx: Flask) -> None:
         ({"account_sid": "AC123"}, "account_sid", "Account SID"),
         ({"api_secret": ""}, "api_secret", "required"),
         ({"locations": 5}, "locations", "list of location keys"),
+        ({"max_per_second": 0}, "max_per_second", "Max messages per second must be a whole"),
+        ({"max_per_second": True}, "max_per_second", "whole number from 1 to 100,000"),
+        ({"max_in_flight": "1.5"}, "max_in_flight", "Max requests at once must be a whole"),
+        ({"max_in_flight": [3]}, "max_in_flight", "or blank for no limit"),
     ],
 )
 def test_bad_gateway_data_is_refused(app_ctx: Flask, data: dict, field: str, message: str) -> None:
@@ -126,3 +130,26 @@ def test_a_changed_key_is_reported_not_crashed() -> None:
     sealed = Vault("first-key-0123456789").seal({"api_secret": "s3cret"})
     with pytest.raises(VaultError, match="SMS_ENCRYPTION_KEY"):
         Vault("other-key-0123456789").open(sealed)
+
+
+def test_limits_are_saved_exported_and_imported(app_ctx: Flask) -> None:
+    s = state(app_ctx)
+    limited = {**TWILIO, "max_per_second": "10", "max_in_flight": 4.0}
+    gateway = save_gateway(s.session, s.vault, limited)
+    save_gateway(s.session, s.vault, {**TWILIO, "name": "Unlimited", "max_per_second": ""})
+    s.session.commit()
+    assert (gateway.max_per_second, gateway.max_in_flight) == (10, 4)
+    exported = export_gateways(s.session)
+    assert [(g["max_per_second"], g["max_in_flight"]) for g in exported] == [(10, 4), (None, None)]
+    exported[0]["max_in_flight"] = 2
+    exported[1]["max_per_second"] = 5
+    import_gateways(s.session, s.vault, exported)
+    s.session.commit()
+    s.session.expire_all()
+    stored = {
+        g.name: (g.max_per_second, g.max_in_flight) for g in s.session.scalars(select(Gateway))
+    }
+    assert stored == {"Twilio main": (10, 2), "Unlimited": (5, None)}
+    with pytest.raises(GatewayConfigError) as caught:
+        import_gateways(s.session, s.vault, [exported[0], {**exported[1], "max_in_flight": -3}])
+    assert list(caught.value.errors) == ["2.max_in_flight"]

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import os
 import resource
+import signal
+import subprocess
+import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from lupa.lua54 import LuaRuntime
 
-from sms_ext.gateways import lua_sandbox
+from sms_ext.gateways import isolation, lua_sandbox
+from sms_ext.gateways.isolation import TOO_LONG
 from sms_ext.gateways.lua_sandbox import LuaScriptError, call_script_isolated, check_script
 
 MESSAGE = {
@@ -532,3 +541,318 @@ def test_isolated_run_is_killed_at_its_deadline(monkeypatch: pytest.MonkeyPatch)
         )
 
     assert 0.5 <= time.perf_counter() - started < 1.5
+
+
+# --- warm helper processes --------------------------------------------------------------------
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (R, S, Z, ...), or None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def has_exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for its (new) parent to collect it."""
+    return process_state(pid) in (None, "Z")
+
+
+def helper_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children() -> set[int]:
+    """The process ids of this process's children."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def one_helper(monkeypatch: pytest.MonkeyPatch) -> Iterator[isolation.HelperPool]:
+    """call_script_isolated served by a pool of one helper, so that runs share a process."""
+    pool = isolation.HelperPool(size=1)
+    monkeypatch.setattr(isolation, "_POOL", pool)
+    yield pool
+    pool.close()
+
+
+REFERENCE_CASES = [
+    (GATEWAY_SCRIPT, "build_request", MESSAGE),
+    (
+        GATEWAY_SCRIPT,
+        "parse_response",
+        {"status": 200, "body": "{}", "json": {"status": "queued", "messages": [{"id": "m1"}]}},
+    ),
+    (
+        """
+        function build_request(msg)
+          local keys = {}
+          for key, value in pairs(msg.mixed) do
+            keys[#keys + 1] = math.type(key) or type(key)
+          end
+          table.sort(keys)
+          return {keys = keys, big = msg.big, nan = msg.nan ~= msg.nan, list = msg.list,
+                  text = msg.text, surrogate = msg.surrogate}
+        end
+        """,
+        "build_request",
+        {
+            "mixed": {1: "one", "1": "text one", 2: {"x": [1, 2]}},
+            "big": 2**70,
+            "nan": float("nan"),
+            "list": [1, 2.5, None, True, "é😀"],
+            "text": 'line\nbreak "quoted" \\ \x00 end',
+            "surrogate": "a\ud800b",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "function", "argument"), REFERENCE_CASES)
+def test_pooled_runs_give_what_a_run_in_this_process_gives(
+    source: str, function: str, argument: dict
+) -> None:
+    data = lua_sandbox._encode_source(source)
+    plain = lua_sandbox._checked_call(function, argument)
+    # What the forked child used to compute, after its JSON trip.
+    expected = json.loads(json.dumps(lua_sandbox._run(data, function, plain)))
+
+    assert call_script_isolated(source, function, argument) == expected
+    assert call_script_isolated(source, function, argument) == expected
+
+
+def test_pooled_runs_get_the_callers_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lua_sandbox, "MAX_STRING_LENGTH", 1000)
+
+    assert script_error("function build_request()\nlocal s = ('x'):rep(2000)\nend") == (
+        "line 2: rep: result would be longer than 1000 bytes"
+    )
+    assert script_error(returning("('x'):rep(600) .. ('y'):rep(600)")) == (
+        "the result of build_request has a string longer than 1000 bytes"
+    )
+
+
+def test_a_script_stuck_in_c_code_is_killed_at_the_deadline_and_the_pool_goes_on(
+    one_helper: isolation.HelperPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+    (first,) = one_helper.pids()
+    # Without the pattern estimate this find runs for many seconds inside Lua's C library,
+    # where no hook fires: only the process deadline stops it.
+    monkeypatch.setattr(lua_sandbox, "MAX_PATTERN_STEPS", 10**18)
+    stuck = "function build_request()\nreturn {at = string.find(('a'):rep(200), '.-.-.-.-b$')}\nend"
+    started = time.perf_counter()
+
+    with pytest.raises(LuaScriptError, match=r"^script ran too long$"):
+        call_script_isolated(stuck, "build_request", {}, deadline=0.5)
+
+    assert 0.5 <= time.perf_counter() - started < 1.5
+    assert process_state(first) is None  # killed and collected
+    assert one_helper.pids() == []
+    assert call_script_isolated(GATEWAY_SCRIPT, "build_request", MESSAGE) == run_script(
+        GATEWAY_SCRIPT, "build_request", MESSAGE
+    )
+    (second,) = one_helper.pids()
+    assert second != first
+
+
+def test_nothing_a_script_does_reaches_the_next_run(one_helper: isolation.HelperPool) -> None:
+    script = """
+    function build_request(msg)
+      local before = {counter = counter, field = string.leaked, env = rawget(_ENV, "planted"),
+                      math_pi = math.pi, tostring_type = type(tostring)}
+      counter = (counter or 0) + 1
+      pcall(function() string.leaked = "yes" end)
+      pcall(function() getmetatable("").__index.leaked = "yes" end)
+      rawset(_ENV, "planted", true)
+      math.pi = 3
+      tostring = nil
+      return {before = before, after = {counter = counter, math_pi = math.pi,
+                                         env = rawget(_ENV, "planted")}}
+    end
+    """
+    clean = {
+        "before": {"math_pi": math.pi, "tostring_type": "function"},
+        "after": {"counter": 1, "math_pi": 3, "env": True},  # the changes took, in that run
+    }
+
+    assert run_script(script, "build_request", MESSAGE) == clean
+    assert run_script(script, "build_request", MESSAGE) == clean
+    assert len(one_helper.pids()) == 1  # both runs in the same process
+
+
+def test_sixteen_threads_get_their_own_results() -> None:
+    def build(index: int) -> tuple[int, object]:
+        message = {**MESSAGE, "reference": str(index), "message": f"code {index}"}
+        return index, call_script_isolated(GATEWAY_SCRIPT, "build_request", message)
+
+    with ThreadPoolExecutor(16) as threads:
+        results = list(threads.map(build, range(320)))
+
+    for index, request in results:
+        assert isinstance(request, dict)
+        assert json.loads(request["body"]) == {
+            "ref": str(index),
+            "text": f"code {index}",
+            "to": "27831234567",
+        }
+    assert 1 <= len(isolation.pool().pids()) <= isolation.POOL_SIZE
+
+
+def test_bombs_are_refused_and_the_helper_stays_usable(one_helper: isolation.HelperPool) -> None:
+    assert script_error("function build_request()\nlocal s = 'x' while true do s = s .. s end\nend")
+    assert script_error(
+        "function build_request()\nlocal t = {} for i = 1, 1e9 do t[i] = i end\nend"
+    ) == ("script used too much memory")
+    started = time.perf_counter()
+    message = script_error(
+        "function build_request()\nreturn {at = ('a'):rep(100000):find('.-.-.-.-b$')}\nend"
+    )
+    assert "pattern too complex for a 100000-byte string" in message
+    assert time.perf_counter() - started < 1
+    (pid,) = one_helper.pids()
+    cpu = helper_cpu_seconds(pid)
+
+    assert script_error("function build_request()\nwhile true do end\nend") == TOO_LONG
+    assert helper_cpu_seconds(pid) - cpu < lua_sandbox.MAX_CPU_SECONDS + 0.5
+
+    assert run_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+    assert one_helper.pids() == [pid]
+
+
+@pytest.mark.parametrize("noticed", [True, False])
+def test_a_helper_that_died_while_idle_is_replaced(
+    one_helper: isolation.HelperPool, monkeypatch: pytest.MonkeyPatch, noticed: bool
+) -> None:
+    expected = run_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+    (first,) = one_helper.pids()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    while not has_exited(first) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not noticed:  # it dies just after the pool found it alive: the request cannot be written
+        monkeypatch.setattr(isolation._Helper, "fresh", lambda _: True)
+
+    assert run_script(GATEWAY_SCRIPT, "build_request", MESSAGE) == expected
+    assert one_helper.pids() != [first]
+
+
+def test_idle_helpers_exit_by_themselves(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = isolation.HelperPool(size=1, idle_seconds=0.5)
+    monkeypatch.setattr(isolation, "_POOL", pool)
+    expected = run_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+    (first,) = pool.pids()
+
+    deadline = time.monotonic() + 3
+    while not has_exited(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert has_exited(first)
+    assert run_script(GATEWAY_SCRIPT, "build_request", MESSAGE) == expected
+    assert pool.pids() != [first]
+    pool.close()
+
+
+def test_checking_a_script_leaves_no_process_behind() -> None:
+    before = children()
+
+    assert check_script(GATEWAY_SCRIPT) == {"build_request", "parse_response"}
+    with pytest.raises(LuaScriptError, match="script ran too long"):
+        check_script("while true do end")
+
+    assert children() - before - set(isolation.pool().pids()) == set()
+
+
+def test_a_forked_child_starts_its_own_helpers() -> None:
+    expected = run_script(GATEWAY_SCRIPT, "build_request", MESSAGE)
+    parents = set(isolation.pool().pids())
+    assert parents
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            os.close(read_end)
+            result = call_script_isolated(GATEWAY_SCRIPT, "build_request", MESSAGE)
+            report = {"result": result, "pids": isolation.pool().pids()}
+            os.write(write_end, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = json.loads(reader.read())
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    assert report["result"] == expected
+    assert report["pids"] and not parents & set(report["pids"])
+    assert run_script(GATEWAY_SCRIPT, "build_request", MESSAGE) == expected
+    assert set(isolation.pool().pids()) == parents
+
+
+USER_PROCESS = """
+import json, sys, threading
+from sms_ext.gateways import isolation, lua_sandbox
+busy = "function build_request() local n = 0 for i = 1, 3e5 do n = n + i end return {} end"
+threads = [
+    threading.Thread(target=lua_sandbox.call_script_isolated, args=(busy, "build_request", {}))
+    for _ in range(4)
+]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+pids = isolation.pool().pids()
+if sys.argv[1] == "stuck":  # one helper runs a script stuck in C code with a 1 s deadline
+    lua_sandbox.MAX_PATTERN_STEPS = 10**18  # this find would run for hours
+    stuck = "function build_request() return {at = ('a'):rep(2000):find('.-.-.-.-b$')} end"
+    threading.Thread(
+        target=lua_sandbox.call_script_isolated,
+        args=(stuck, "build_request", {}),
+        kwargs={"deadline": 1.0},
+        daemon=True,
+    ).start()
+print(json.dumps(pids), flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("mode", ["idle", "stuck"])
+def test_helpers_do_not_outlive_a_killed_user(mode: str) -> None:
+    # "idle": stdin reaches EOF. "stuck": a helper in C code reads nothing; it sees its parent
+    # change (its CPU limit, 2-3 s here, would end it later).
+    user = subprocess.Popen(
+        [sys.executable, "-c", USER_PROCESS, mode],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
+    try:
+        assert user.stdout is not None
+        pids = json.loads(user.stdout.readline())
+        assert 1 <= len(pids) <= isolation.POOL_SIZE
+        for pid in pids:
+            assert b"lua_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        time.sleep(0.2)  # the stuck script is running
+    finally:
+        user.kill()
+        user.wait()
+    killed = time.monotonic()
+
+    while not all(map(has_exited, pids)) and time.monotonic() - killed < 5:
+        time.sleep(0.05)
+
+    assert [pid for pid in pids if not has_exited(pid)] == []
+    assert time.monotonic() - killed < 2

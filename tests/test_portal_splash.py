@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from portal import create_app
 from portal.extensions import db, sms
 from portal.models import Admin, Guest, GuestSession, Location, SplashPage
+from portal.splash import forget_venue
 from sms_ext import Gateway, Message, Status
-from tests.conftest import TEST_KEY, drain
+from tests.conftest import PG_URL, TEST_KEY, drain
 
 MIKROTIK = (
     "mac=02%3A00%3A00%3A00%3A00%3A01&ip=10.0.0.23"
@@ -112,6 +114,29 @@ def test_unknown_slug_is_a_404_page(
     response = client.open(f"/s/{slug}/?mac=x", method=method, data={"phone": "0831234567"})
     assert response.status_code == 404
     assert "Wi-Fi page not found" in response.get_data(as_text=True)
+
+
+def test_a_changed_venue_shows_at_once_in_this_process(
+    portal_app: Flask, client: FlaskClient
+) -> None:
+    """Each process keeps a copy of a venue for a few seconds: a change made through the ORM
+    drops it at once, one made with plain SQL after ``forget_venue``."""
+    add_location(portal_app)
+    assert "Text me a code" not in client.get("/s/cafe/").get_data(as_text=True)
+    with portal_app.app_context():
+        db.session.scalars(select(SplashPage)).one().otp_enabled = True
+        db.session.commit()
+    assert "Text me a code" in client.get("/s/cafe/").get_data(as_text=True)
+    with portal_app.app_context():
+        db.session.execute(text("UPDATE location SET name = 'Café Nord'"))
+        db.session.commit()
+    assert "Café Central by SMS" in client.get("/s/cafe/").get_data(as_text=True)  # the copy
+    with portal_app.app_context():
+        forget_venue("cafe")
+    assert "Café Nord by SMS" in client.get("/s/cafe/").get_data(as_text=True)
+    assert client.get("/s/later/").status_code == 404  # a miss is not remembered
+    add_location(portal_app, slug="later")
+    assert client.get("/s/later/").status_code == 200
 
 
 def test_terms_must_be_accepted(portal_app: Flask, client: FlaskClient) -> None:
@@ -382,3 +407,42 @@ def test_demo_walkthrough_with_csrf_and_a_code(portal_app: Flask) -> None:
 
     landing = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "link-orig" in landing and "http://example.com/" in landing
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (SMS_TEST_DATABASE_URL)")
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_stalled_database_answers_a_quick_503(
+    portal_app: Flask, database_urls: dict[str, str], redis_url: str
+) -> None:
+    """With the outbox table locked, the guest gets the "try again soon" page within the
+    statement timeout, not a hung request or a 500; nothing is left half-written."""
+    add_location(portal_app, otp=True)
+    with portal_app.app_context():
+        db.session.add(Gateway(name="sandbox", type="sandbox", priority=1))
+        db.session.commit()
+    app = create_app(
+        {
+            "SECRET_KEY": TEST_KEY,
+            "SQLALCHEMY_DATABASE_URI": database_urls["postgresql"],
+            "SMS_REDIS_URL": redis_url,
+            "WTF_CSRF_ENABLED": False,
+            "PORTAL_DB_STATEMENT_TIMEOUT": 1,
+        }
+    )
+    locker = create_engine(database_urls["postgresql"])
+    try:
+        with locker.begin() as connection:
+            # Should the request wait anyway, the server ends the lock after 8 s: no hung test.
+            connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = '8s'"))
+            connection.execute(text("LOCK TABLE sms_message IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            response = submit(app.test_client(), "/s/cafe/", phone="0831234567")
+            elapsed = time.monotonic() - started
+    finally:
+        locker.dispose()
+        with app.app_context():
+            db.engine.dispose()
+    assert response.status_code == 503
+    assert "unavailable right now" in response.get_data(as_text=True)
+    assert elapsed < 5
+    assert rows(portal_app, Message) == []

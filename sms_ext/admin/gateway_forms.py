@@ -24,6 +24,7 @@ from wtforms import (
 
 from ..gateways import driver_class
 from ..gateways.presets import PRESETS
+from ..gateways.store import LIMIT_FIELDS
 from ..models import Gateway
 from ..state import get_state
 
@@ -65,6 +66,17 @@ class GatewayForm(FlaskForm):
     enabled = BooleanField("Enabled", default=True)
     locations = StringField(
         "Locations", description="Comma-separated location keys; blank serves every location."
+    )
+    max_per_second = StringField(
+        LIMIT_FIELDS["max_per_second"],
+        description="Requests per second from every worker together (a bulk request counts "
+        "once); blank: no limit.",
+        render_kw={"inputmode": "numeric", "autocomplete": "off"},
+    )
+    max_in_flight = StringField(
+        LIMIT_FIELDS["max_in_flight"],
+        description="Requests waiting for an answer at the same time; blank: no limit.",
+        render_kw={"inputmode": "numeric", "autocomplete": "off"},
     )
     sample_phone = StringField("Sample number", default=SAMPLE_PHONE)
     sample_message = StringField("Sample message", default=SAMPLE_MESSAGE)
@@ -202,6 +214,10 @@ def initial_data(kind: str, gateway: Gateway | None) -> dict[str, Any]:
             "name": gateway.name,
             "enabled": gateway.enabled,
             "locations": ", ".join(gateway.locations or []),
+            **{
+                name: "" if getattr(gateway, name) is None else str(getattr(gateway, name))
+                for name in LIMIT_FIELDS
+            },
         }
         if gateway.type == kind:
             data.update(gateway.settings or {})
@@ -232,6 +248,7 @@ def submitted_data(form: GatewayForm, kind: str) -> dict[str, Any]:
         "type": kind,
         "enabled": bool(form.enabled.data),
         "locations": form.locations.data or "",
+        **{name: form[name].data or "" for name in LIMIT_FIELDS},
     }
     for name in driver_class(kind).fields:
         value = form[name].data

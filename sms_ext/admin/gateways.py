@@ -16,9 +16,10 @@ from sqlalchemy import func, select, update
 from ..errors import GatewayConfigError, MessageError, PhoneNumberError
 from ..gateways import OutgoingSMS, driver_class
 from ..gateways.balance import refresh_balance
+from ..gateways.health import describe
 from ..gateways.payload import PLACEHOLDERS
 from ..gateways.presets import PRESETS
-from ..gateways.store import preview_request, save_gateway
+from ..gateways.store import LIMIT_FIELDS, preview_request, save_gateway
 from ..messages import outbox
 from ..models import Gateway, Kind, Message, MessageAttempt, Status
 from ..state import get_state
@@ -70,7 +71,15 @@ def _page(
     status: int = 200,
 ) -> ResponseReturnValue:
     errors = dict(errors or {})
-    shown = {"name", "enabled", "locations", "sample_phone", "sample_message", *form.layout}
+    shown = {
+        "name",
+        "enabled",
+        "locations",
+        "sample_phone",
+        "sample_message",
+        *LIMIT_FIELDS,
+        *form.layout,
+    }
     test_message, refresh = _test_message(gateway)
     typed_secret = any(form[name].data for name in driver_class(kind).secret_fields)
     html = render_template(
@@ -115,7 +124,8 @@ def _test_message(gateway: Gateway | None) -> tuple[Message | None, bool]:
 
 @bp.get("/gateways/")
 def gateways() -> str:
-    """Every gateway in the order they are tried, with its last result."""
+    """Every gateway in the order they are tried, with its last result and its health (paused,
+    skipped by the breaker) as every worker sees it; nothing when Redis cannot be asked."""
     session = get_state().session
     latest = (
         select(func.max(MessageAttempt.id))
@@ -126,10 +136,13 @@ def gateways() -> str:
         attempt.gateway_id: attempt
         for attempt in session.scalars(select(MessageAttempt).where(MessageAttempt.id.in_(latest)))
     }
+    ordered = _ordered()
+    views = get_state().gateway_health.views(gateway.id for gateway in ordered)
     return render_template(
         "sms/admin/gateways/list.html",
-        gateways=_ordered(),
+        gateways=ordered,
         last=last,
+        health={gateway_id: describe(view) for gateway_id, view in views.items()},
         type_labels=TYPE_LABELS,
         presets=PRESETS,
     )

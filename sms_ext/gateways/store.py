@@ -20,8 +20,22 @@ from . import Driver, OutgoingSMS, driver_class
 from .fields import boolean
 from .vault import Vault
 
-COMMON_FIELDS = ("name", "type", "enabled", "priority", "locations")
+COMMON_FIELDS = (
+    "name",
+    "type",
+    "enabled",
+    "priority",
+    "locations",
+    "max_per_second",
+    "max_in_flight",
+)
 MAX_NAME = 80
+LIMIT_FIELDS = {
+    "max_per_second": "Max messages per second",
+    "max_in_flight": "Max requests at once",
+}
+"""The per-gateway limits (enforced across every worker), with their form labels."""
+MAX_LIMIT = 100_000
 
 
 def parse_locations(raw: Any) -> list[str]:
@@ -33,6 +47,25 @@ def parse_locations(raw: Any) -> list[str]:
         if key and key not in seen:
             seen.append(key)
     return seen
+
+
+def parse_limit(raw: Any, label: str) -> int | None:
+    """A per-gateway limit: a whole number from 1 to :data:`MAX_LIMIT`, or ``None`` (blank: no
+    limit). Raises ``ValueError`` with a sentence naming ``label``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    problem = f"{label} must be a whole number from 1 to {MAX_LIMIT:,}, or blank for no limit."
+    if isinstance(raw, bool):
+        raise ValueError(problem)
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(problem) from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise ValueError(problem)
+    return value
 
 
 def _common(data: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:
@@ -54,12 +87,20 @@ def _common(data: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:
     if raw_locations is not None and not isinstance(raw_locations, str | list | tuple):
         errors["locations"] = "Locations must be a list of location keys."
         raw_locations = None
+    limits: dict[str, int | None] = {}
+    for field, label in LIMIT_FIELDS.items():
+        try:
+            limits[field] = parse_limit(data.get(field), label)
+        except ValueError as exc:
+            errors[field] = str(exc)
+            limits[field] = None
     return {
         "name": name,
         "type": str(data.get("type") or "").strip().lower(),
         "enabled": boolean(data, "enabled", True),
         "priority": priority,
         "locations": parse_locations(raw_locations),
+        **limits,
     }
 
 
@@ -149,6 +190,8 @@ def _write(session: Session, vault: Vault, checked: _Checked, gateway: Gateway |
     if priority is not None:
         gateway.priority = priority
     gateway.locations = common["locations"]
+    gateway.max_per_second = common["max_per_second"]
+    gateway.max_in_flight = common["max_in_flight"]
     gateway.settings = {k: v for k, v in config.items() if k not in driver.secret_fields}
     gateway.secrets_sealed = vault.seal({k: config.get(k) or "" for k in driver.secret_fields})
     return gateway
@@ -213,6 +256,8 @@ def export_gateways(session: Session) -> list[dict[str, Any]]:
             "enabled": gateway.enabled,
             "priority": gateway.priority,
             "locations": list(gateway.locations or []),
+            "max_per_second": gateway.max_per_second,
+            "max_in_flight": gateway.max_in_flight,
         }
         for name in driver.fields:
             entry[name] = "" if name in driver.secret_fields else gateway.settings.get(name)

@@ -1,9 +1,11 @@
-"""Deliver claimed messages: route through gateways in order, record each try, settle the rows.
+"""The database side of delivery: claim rows, keep the claim alive, settle what happened.
 
-One call handles one message or a campaign chunk alike: it claims the rows atomically, walks
-each message's gateway chain (a bulk endpoint takes many messages per request), then writes
-attempts and statuses in bulk. Failed rounds are retried with exponential backoff until the
-message expires.
+A claim is one conditional ``UPDATE ... RETURNING`` that gives the rows a claim token and a
+lease; only the holder of the token may settle them, and the lease is renewed while a run is
+in progress, so the sweeper never takes rows from a live worker and a late worker never
+overwrites what another recorded. Rows are settled as their answers arrive, in small groups:
+a crash re-sends at most what was in flight. Failed rounds are retried with exponential
+backoff until the message expires.
 """
 
 from __future__ import annotations
@@ -11,66 +13,71 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, bindparam, insert, update
+from sqlalchemy import CursorResult, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from .. import runtime
-from ..gateways import Driver, OutgoingSMS, SendResult, make_driver
-from ..gateways.http import http_session
-from ..gateways.store import gateway_config
-from ..models import MESSAGES, Gateway, Message, MessageAttempt, Status, utcnow
+from ..models import MESSAGES, Message, MessageAttempt, Status, utcnow
 from ..state import SMSState
 from . import outbox
+from .routing import Round
 
 log = logging.getLogger("sms_ext")
-
-BREAKER_FAILURES = 3
-"""Consecutive transient failures after which a gateway is skipped for the rest of a batch, so
-a dead provider costs three timeouts, not one per message."""
-SKIPPED = f"Not tried: this gateway failed {BREAKER_FAILURES} times in a row in this batch."
 
 CLOCK_SKEW = timedelta(seconds=1)
 """A job may run this much before its row's due time (clocks of web, worker and Redis differ)."""
 
 
-@dataclass
-class Round:
-    """What happened to one message in this delivery round."""
+@dataclass(frozen=True)
+class Claim:
+    """Rows this worker took, and the token that proves it."""
 
-    message: Message
-    results: list[tuple[Gateway, SendResult]] = field(default_factory=list)
-
-    @property
-    def success(self) -> tuple[Gateway, SendResult] | None:
-        return next(((g, r) for g, r in self.results if r.ok), None)
-
-    def summary(self) -> str:
-        return "; ".join(f"{g.name}: {r.error or 'failed'}" for g, r in self.results)
+    token: str
+    messages: list[Message]
 
 
-def claim(session: Session, ids: Sequence[int], lease_seconds: float) -> list[Message]:
-    """Take the due, queued rows among ``ids`` for this worker; a row is claimed only once.
+def claim(
+    session: Session,
+    *,
+    lease_seconds: float,
+    ids: Sequence[int] | None = None,
+    kinds: Collection[str] | None = None,
+    limit: int | None = None,
+) -> Claim:
+    """Take due, queued rows (among ``ids``, or of ``kinds``, at most ``limit``) for this worker;
+    a row is claimed only once.
 
     One conditional ``UPDATE ... RETURNING`` is the lock: two workers running the same ids see
     one winner per row (PostgreSQL re-checks the WHERE after the row lock, SQLite serialises
-    writers).
+    writers). Commits.
     """
     now = utcnow()
+    due = [Message.status == Status.QUEUED, Message.next_attempt_at <= now + CLOCK_SKEW]
+    if ids is not None:
+        due.append(Message.id.in_(list(ids)))
+    if kinds is not None:
+        due.append(Message.kind.in_(list(kinds)))
+    if limit is not None:
+        # Oldest first; SKIP LOCKED lets PostgreSQL workers take different rows at once.
+        chosen = (
+            select(Message.id)
+            .where(*due)
+            .order_by(Message.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        due = [Message.id.in_(chosen.scalar_subquery()), *due]
+    token = secrets.token_hex(16)
     claimed = session.scalars(
         update(Message)
-        .where(
-            Message.id.in_(list(ids)),
-            Message.status == Status.QUEUED,
-            Message.next_attempt_at <= now + CLOCK_SKEW,
-        )
+        .where(*due)
         .values(
             status=Status.SENDING,
-            claim_token=secrets.token_hex(16),
+            claim_token=token,
             claimed_until=now + timedelta(seconds=lease_seconds),
         )
         .returning(Message)
@@ -81,58 +88,18 @@ def claim(session: Session, ids: Sequence[int], lease_seconds: float) -> list[Me
     for message in claimed:
         session.expunge(message)
     session.commit()
-    return list(claimed)
+    return Claim(token, list(claimed))
 
 
-def gateway_chain(gateways: Sequence[Gateway], message: Message) -> list[Gateway]:
-    """The gateways to try for ``message``, in order; a test send uses only its gateway."""
-    if message.only_gateway:
-        return [g for g in gateways if g.id == message.gateway_id]
-    return [g for g in gateways if g.enabled and g.serves(message.location)]
-
-
-def _send_through(driver: Driver, gateway: Gateway, rounds: list[Round]) -> None:
-    """Hand ``rounds`` to one gateway, recording a result on each round it was tried for."""
-    outgoing = [OutgoingSMS(str(r.message.id), r.message.to, r.message.body) for r in rounds]
-    if driver.max_batch > 1:
-        for start in range(0, len(rounds), driver.max_batch):
-            chunk = slice(start, start + driver.max_batch)
-            for round_, result in zip(
-                rounds[chunk], driver.send_many(outgoing[chunk]), strict=True
-            ):
-                round_.results.append((gateway, result))
-        return
-    transient_in_a_row = 0
-    for round_, sms in zip(rounds, outgoing, strict=True):
-        if transient_in_a_row >= BREAKER_FAILURES:
-            result = SendResult(ok=False, retryable=True, error=SKIPPED)
-        else:
-            result = driver.send(sms)
-            transient_in_a_row = transient_in_a_row + 1 if result.retryable else 0
-        round_.results.append((gateway, result))
-
-
-def run_rounds(
-    state: SMSState, messages: Sequence[Message], gateways: Sequence[Gateway]
-) -> list[Round]:
-    """Walk every message's chain: each gateway gets the messages still unsent, in one go."""
-    rounds = [Round(m) for m in messages]
-    by_chain: dict[tuple[int, ...], list[Round]] = defaultdict(list)
-    for round_ in rounds:
-        by_chain[tuple(g.id for g in gateway_chain(gateways, round_.message))].append(round_)
-    drivers: dict[int, Driver] = {}
-    by_id = {g.id: g for g in gateways}
-    for chain, members in by_chain.items():
-        for gateway_id in chain:
-            pending = [r for r in members if r.success is None]
-            if not pending:
-                break
-            gateway = by_id[gateway_id]
-            if gateway_id not in drivers:
-                config = gateway_config(gateway, state.vault)
-                drivers[gateway_id] = make_driver(gateway.type, config, http_session())
-            _send_through(drivers[gateway_id], gateway, pending)
-    return rounds
+def renew(session: Session, token: str, lease_seconds: float) -> int:
+    """Extend the lease of every row still held under ``token``; commits. Returns how many."""
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE
+        update(MESSAGES)
+        .where(MESSAGES.c.claim_token == token, MESSAGES.c.status == Status.SENDING)
+        .values(claimed_until=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    session.commit()
+    return result.rowcount or 0
 
 
 def retry_delay(state: SMSState, attempts: int, round_: Round) -> float:
@@ -164,9 +131,10 @@ def _attempt_rows(rounds: Sequence[Round], now: datetime) -> list[dict]:
 
 
 def settle(
-    state: SMSState, rounds: Sequence[Round], now: datetime
+    state: SMSState, token: str, rounds: Sequence[Round], now: datetime
 ) -> dict[datetime, tuple[str, list[int]]]:
-    """Write attempts and new statuses in bulk; returns (job id, ids) to retry by due time."""
+    """Write attempts and new statuses in bulk, for the rows still held under ``token``;
+    commits, and returns (job id, ids) to retry by due time."""
     table = MESSAGES
     sent: list[dict[str, Any]] = []
     retry: list[dict[str, Any]] = []
@@ -200,7 +168,11 @@ def settle(
             failed.append({**row, "last_error": error})
     if attempts_rows := _attempt_rows(rounds, now):
         state.session.execute(insert(MessageAttempt), attempts_rows)
-    owned = and_(table.c.id == bindparam("b_id"), table.c.status == Status.SENDING)
+    owned = and_(
+        table.c.id == bindparam("b_id"),
+        table.c.status == Status.SENDING,
+        table.c.claim_token == token,
+    )
     released = {"claim_token": None, "claimed_until": None}
     groups: tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...] = (
         (sent, {"status": Status.SENT, "sent_at": now, "last_error": None}),
@@ -258,30 +230,3 @@ def log_attempts(rounds: Sequence[Round]) -> None:
                 result.request_summary,
                 result.response_excerpt,
             )
-
-
-def deliver(state: SMSState, ids: Sequence[int]) -> dict[str, int]:
-    """Claim, send and settle the messages ``ids``; returns counts for the job result/logs."""
-    session = state.session
-    messages = claim(session, ids, state.settings.lease_seconds)
-    if not messages:
-        return {"claimed": 0}
-    now = utcnow()
-    expired = [m for m in messages if m.expires_at <= now]
-    live = [m for m in messages if m.expires_at > now]
-    if expired:
-        expire(session, expired, now)
-    gateways = list(session.scalars(Gateway.in_order()))
-    rounds = run_rounds(state, live, gateways)
-    if runtime.current(state).debug_logging:
-        log_attempts(rounds)
-    retries = settle(state, rounds, utcnow())
-    for due, (job_id, retry_ids) in retries.items():
-        outbox.enqueue(state.queue, job_id, retry_ids, at=due.replace(tzinfo=UTC))
-    sent = sum(1 for r in rounds if r.success)
-    return {
-        "claimed": len(messages),
-        "sent": sent,
-        "expired": len(expired),
-        "retry": sum(len(i) for _, i in retries.values()),
-    }

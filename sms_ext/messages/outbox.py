@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,9 +34,20 @@ MAX_BODY = 1600
 
 DELIVER_JOB = "sms_ext.messages.jobs.deliver"
 """Delivery jobs are enqueued by dotted path: the outbox never imports the delivery code."""
+URGENT_JOB = "sms_ext.messages.jobs.deliver_urgent"
+
+URGENT_KINDS = frozenset({Kind.OTP, Kind.TEST})
+"""Kinds a person is waiting for: they go to the urgent queue, which every worker serves first,
+and a worker busy with bulk work picks them up between two answers."""
+URGENT_FLAG_SECONDS = 10
+"""How long the "urgent work pending" flag outlives a lost urgent job; the sweeper covers the
+rest."""
 
 PENDING = "sms_ext.pending"
-"""``Session.info`` key: (queue, job id, message ids) to enqueue after the commit."""
+"""``Session.info`` key: what to enqueue once the transaction commits."""
+
+INSERT_ONE = insert(MESSAGES).returning(MESSAGES.c.id)
+"""One message row, as Core: built once, compiled once per set of keys."""
 
 JOB_RESULT_TTL = 0
 """Finished delivery jobs are dropped at once: the outcome lives on the message rows."""
@@ -118,31 +129,65 @@ def compose(
 def queue(state: SMSState, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert composed rows in the caller's transaction; returns their ids in order.
 
-    Rows go in with one Core statement per ``SMS_BATCH_SIZE`` chunk, and each chunk's queued
-    rows get one delivery job, enqueued when the caller commits (dropped on rollback).
+    Rows go in with one Core statement per ``SMS_BATCH_SIZE`` chunk. When the caller commits,
+    each chunk's ordinary rows get one delivery job, and guest codes and test sends wake the
+    urgent lane instead (one pending wake-up for any number of them). Nothing is enqueued on
+    rollback.
     """
     ids: list[int] = []
     size = state.settings.batch_size
     for start in range(0, len(rows), size):
-        ids.extend(_insert_chunk(state.session, state.queue, rows[start : start + size]))
+        ids.extend(_insert_chunk(state, rows[start : start + size]))
     return ids
 
 
-def _insert_chunk(session: Session, job_queue: Queue, rows: Sequence[dict[str, Any]]) -> list[int]:
+def _insert_chunk(state: SMSState, rows: Sequence[dict[str, Any]]) -> list[int]:
     job_id = new_job_id()
     values = [{**row, "job_id": job_id if row["status"] == Status.QUEUED else None} for row in rows]
-    ids = list(session.scalars(insert(Message).returning(Message.id), values))
-    queued = [i for i, row in zip(ids, values, strict=True) if row["job_id"]]
-    if queued:
-        enqueue_after_commit(session, job_queue, job_id, queued)
+    if len(values) == 1:  # a guest's code or one send: Core, a quarter of the ORM bulk insert
+        ids = [state.session.execute(INSERT_ONE, values[0]).scalar_one()]
+    else:  # the ORM groups rows by their keys (born-failed rows carry more)
+        ids = list(state.session.scalars(insert(Message).returning(Message.id), values))
+    queued = [(i, row["kind"]) for i, row in zip(ids, values, strict=True) if row["job_id"]]
+    ordinary = [i for i, kind in queued if kind not in URGENT_KINDS]
+    if ordinary:
+        after_commit(state.session, lambda: enqueue(state.queue, job_id, ordinary))
+    if len(ordinary) < len(queued):
+        after_commit(state.session, lambda: wake_urgent(state, job_id))
     return ids
 
 
-def enqueue_after_commit(
-    session: Session, job_queue: Queue, job_id: str, ids: Sequence[int]
-) -> None:
-    """Enqueue a delivery job for ``ids`` once ``session`` commits; dropped on rollback."""
-    session.info.setdefault(PENDING, []).append((job_queue, job_id, list(ids)))
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once ``session`` commits (an enqueue); dropped on rollback."""
+    session.info.setdefault(PENDING, []).append(action)
+
+
+def urgent_flag(state: SMSState) -> str:
+    """Redis key set while an urgent job is pending or running."""
+    return f"sms_ext:{state.settings.queue}:urgent-pending"
+
+
+def wake_urgent(state: SMSState, job_id: str) -> bool:
+    """Make sure an urgent job will look for due guest codes and test sends.
+
+    A burst of codes costs one job, not one each: the flag lets only the first enqueue, and the
+    running job claims every due urgent row, clearing the flag before its last look (so a code
+    committed after that look finds the flag gone and enqueues a new job).
+    """
+    try:
+        if state.redis.set(urgent_flag(state), job_id, nx=True, ex=URGENT_FLAG_SECONDS):
+            state.urgent_queue.enqueue(
+                URGENT_JOB,
+                job_id=job_id,
+                result_ttl=JOB_RESULT_TTL,
+                failure_ttl=JOB_FAILURE_TTL,
+                job_timeout=JOB_TIMEOUT,
+                description="deliver guest codes and test sends",
+            )
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): urgent messages stay queued for the sweeper", exc)
+        return False
+    return True
 
 
 def enqueue(job_queue: Queue, job_id: str, ids: Sequence[int], at: datetime | None = None) -> bool:
@@ -187,8 +232,8 @@ def queue_one(state: SMSState, row: dict[str, Any], *, commit: bool) -> Message:
 
 @event.listens_for(Session, "after_commit")
 def _enqueue_committed(session: Session) -> None:
-    for job_queue, job_id, ids in session.info.pop(PENDING, ()):
-        enqueue(job_queue, job_id, ids)
+    for action in session.info.pop(PENDING, ()):
+        action()
 
 
 @event.listens_for(Session, "after_rollback")

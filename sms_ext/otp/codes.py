@@ -21,15 +21,49 @@ from typing import Any
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
-from sqlalchemy import CursorResult, Row, insert, select, update
+from sqlalchemy import Connection, CursorResult, Row, bindparam, insert, select, update
 
 from ..errors import OtpRateLimited, OtpUnavailable
 from ..messages import outbox
-from ..models import CHALLENGES, Kind, OtpChallenge, utcnow
+from ..models import CHALLENGES, Kind, utcnow
 from ..state import SMSState
 from .limits import Limiter
 
 _templates = SandboxedEnvironment(autoescape=False)
+
+# Core statements built once: a guest's POST runs them as they are (no ORM, no statement
+# building or cache-key work per request), on the session's connection and transaction.
+_c = CHALLENGES.c
+LATEST = (
+    select(_c.id, _c.created_at, _c.used_at, _c.revoked_at)
+    .where(_c.session_key == bindparam("key"))
+    .order_by(_c.id.desc())
+    .limit(1)
+)
+REVOKE = (
+    update(CHALLENGES)
+    .where(_c.id == bindparam("challenge_id"), _c.used_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+CREATE = insert(CHALLENGES).returning(_c.id)
+TRY = (
+    update(CHALLENGES)
+    .where(
+        _c.id == bindparam("challenge_id"),
+        _c.session_key == bindparam("key"),
+        _c.used_at.is_(None),
+        _c.revoked_at.is_(None),
+        _c.expires_at > bindparam("now"),
+        _c.failed_attempts < bindparam("max_attempts"),
+    )
+    .values(failed_attempts=_c.failed_attempts + 1)
+    .returning(_c.phone, _c.code_hmac, _c.failed_attempts, _c.client_mac)
+)
+USE = (
+    update(CHALLENGES)
+    .where(_c.id == bindparam("challenge_id"), _c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -80,16 +114,14 @@ def message_text(state: SMSState, code: str, host: str) -> str:
     return f"{text}\n\n@{host} #{code}"
 
 
+def _connection(state: SMSState) -> Connection:
+    """The session's connection (and transaction) for the challenges' table."""
+    return state.session.connection(bind_arguments={"clause": CHALLENGES})
+
+
 def latest(state: SMSState, session_key: str) -> Row | None:
     """The session's newest challenge: id, created_at, used_at, revoked_at."""
-    table = CHALLENGES
-    query = (
-        select(table.c.id, table.c.created_at, table.c.used_at, table.c.revoked_at)
-        .where(table.c.session_key == session_key)
-        .order_by(table.c.id.desc())
-        .limit(1)
-    )
-    return state.session.execute(query).first()
+    return _connection(state).execute(LATEST, {"key": session_key}).first()
 
 
 def _cooldown(state: SMSState, last: Row | None) -> int:
@@ -113,14 +145,18 @@ def issue(
     client_ip: str | None,
     client_mac: str | None,
     location: str | None,
+    new_key: bool = False,
 ) -> int:
     """Send a new code to ``phone`` for this session (its earlier code dies); returns the
     challenge id.
 
+    ``new_key``: the session key was made in this request, so no challenge can have it and
+    the cooldown lookup is skipped (a guest's first code).
+
     Raises :class:`OtpRateLimited` when a limit or the resend cooldown refuses, and
     :class:`OtpUnavailable` when Redis cannot be asked (we fail closed: no limits, no SMS).
     """
-    last = latest(state, session_key)
+    last = None if new_key else latest(state, session_key)
     cooldown = _cooldown(state, last)
     if cooldown:
         raise OtpRateLimited(cooldown)
@@ -141,11 +177,7 @@ def issue(
     session = state.session
     if last is not None and last.used_at is None and last.revoked_at is None:
         # Each issue ends the one before, so a session has at most this one open code.
-        session.execute(
-            update(OtpChallenge)
-            .where(OtpChallenge.id == last.id, OtpChallenge.used_at.is_(None))
-            .values(revoked_at=now)
-        )
+        _connection(state).execute(REVOKE, {"challenge_id": last.id, "now": now})
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
     text = message_text(state, code, host)
@@ -153,23 +185,19 @@ def issue(
         state, phone, text, kind=Kind.OTP, location=location, expires_at=expires_at
     )
     [message_id] = outbox.queue(state, [sms])
-    table = CHALLENGES
-    challenge_id = session.execute(
-        insert(table)
-        .values(
-            phone=phone,
-            code_hmac=digest(state, session_key, phone, code),
-            session_key=session_key,
-            client_mac=client_mac,
-            client_ip=client_ip,
-            location=location,
-            message_id=message_id,
-            created_at=now,
-            expires_at=expires_at,
-            failed_attempts=0,
-        )
-        .returning(table.c.id)
-    ).scalar_one()
+    challenge = {
+        "phone": phone,
+        "code_hmac": digest(state, session_key, phone, code),
+        "session_key": session_key,
+        "client_mac": client_mac,
+        "client_ip": client_ip,
+        "location": location,
+        "message_id": message_id,
+        "created_at": now,
+        "expires_at": expires_at,
+        "failed_attempts": 0,
+    }
+    challenge_id: int = _connection(state).execute(CREATE, challenge).scalar_one()
     session.commit()  # the challenge and its SMS together; the job is enqueued after this
     return challenge_id
 
@@ -178,23 +206,22 @@ def check(
     state: SMSState, challenge_id: int, code: str, *, session_key: str, client_mac: str | None
 ) -> Verdict:
     """Check ``code`` against the session's challenge; each call counts as one try."""
-    table = CHALLENGES
     now = utcnow()
     max_attempts = state.settings.otp.max_attempts
     session = state.session
-    row = session.execute(
-        update(table)
-        .where(
-            table.c.id == challenge_id,
-            table.c.session_key == session_key,
-            table.c.used_at.is_(None),
-            table.c.revoked_at.is_(None),
-            table.c.expires_at > now,
-            table.c.failed_attempts < max_attempts,
+    row = (
+        _connection(state)
+        .execute(
+            TRY,
+            {
+                "challenge_id": challenge_id,
+                "key": session_key,
+                "now": now,
+                "max_attempts": max_attempts,
+            },
         )
-        .values(failed_attempts=table.c.failed_attempts + 1)
-        .returning(table.c.phone, table.c.code_hmac, table.c.failed_attempts, table.c.client_mac)
-    ).first()
+        .first()
+    )
     session.commit()
     if row is None:
         return Verdict(
@@ -203,10 +230,8 @@ def check(
     if row.client_mac and client_mac != row.client_mac:
         return Verdict(False, message="This code was sent for another device.", dead=True)
     if hmac.compare_digest(digest(state, session_key, row.phone, code), row.code_hmac):
-        used: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE
-            update(table)
-            .where(table.c.id == challenge_id, table.c.used_at.is_(None))
-            .values(used_at=now)
+        used: CursorResult[Any] = _connection(state).execute(
+            USE, {"challenge_id": challenge_id, "now": now}
         )
         session.commit()
         if used.rowcount == 1:

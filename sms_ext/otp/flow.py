@@ -9,21 +9,22 @@ portal's parameters survive the whole round trip untouched.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-import phonenumbers
 from flask import current_app, make_response, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import BadRequest
 from wtforms.validators import ValidationError
 
 from ..errors import OtpRateLimited, OtpUnavailable
 from ..state import SMSState, get_state
-from ..text.phone import normalize_phone
+from ..text.phone import normalize_phone, readable
 from . import codes
 
 SESSION_KEY = "sms_otp"
@@ -72,12 +73,14 @@ def _client_mac() -> str | None:
     return None
 
 
-def _browser_key() -> str:
+def _browser_key() -> tuple[str, bool]:
+    """This browser's random key, and whether it was made just now (it has no code yet)."""
     pending = session.setdefault(SESSION_KEY, {})
-    if "key" not in pending:
-        pending["key"] = secrets.token_urlsafe(24)
-        session.modified = True
-    return pending["key"]
+    if "key" in pending:
+        return pending["key"], False
+    pending["key"] = secrets.token_urlsafe(24)
+    session.modified = True
+    return pending["key"], True
 
 
 def own_url() -> str:
@@ -87,8 +90,7 @@ def own_url() -> str:
 
 
 def _readable(phone: str) -> str:
-    number = phonenumbers.parse(phone)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return readable(phone)  # parsed already when the number was just checked
 
 
 def code_page(
@@ -118,6 +120,27 @@ def code_page(
     return page, status
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def database_or_unavailable(view: Callable[P, R]) -> Callable[P, R]:
+    """A database that is down or stalled (a statement timeout) is an outage for the guest:
+    the friendly "try again soon" page (503), not a server error. Nothing half-done remains:
+    the transaction is rolled back, and no job is enqueued without a commit."""
+
+    @functools.wraps(view)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return view(*args, **kwargs)
+        except OperationalError:
+            get_state().session.rollback()
+            raise OtpUnavailable() from None
+
+    return guarded
+
+
+@database_or_unavailable
 def verify_phone(raw_phone: str) -> ResponseReturnValue:
     """Start verification of ``raw_phone`` (see :meth:`sms_ext.SMS.verify_phone`)."""
     state = get_state()
@@ -137,7 +160,7 @@ def verify_phone(raw_phone: str) -> ResponseReturnValue:
     )
     if not rule.required():
         return rule.on_verified(phone, False)
-    key = _browser_key()
+    key, new_key = _browser_key()
     challenge_id = codes.issue(
         state,
         phone,
@@ -146,6 +169,7 @@ def verify_phone(raw_phone: str) -> ResponseReturnValue:
         client_ip=request.remote_addr,
         client_mac=_client_mac(),
         location=rule.location(),
+        new_key=new_key,
     )
     session[SESSION_KEY] = {"key": key, "challenge": challenge_id, "phone": phone}
     return code_page(state, wait=state.settings.otp.resend_seconds)
@@ -186,6 +210,7 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
     )
 
 
+@database_or_unavailable
 def handle_step() -> ResponseReturnValue | None:
     """``before_request``: answer the code page's posts on protected blueprints."""
     if request.method != "POST" or request.form.get("sms_step") not in ("code", "resend"):

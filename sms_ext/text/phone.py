@@ -13,8 +13,10 @@ Only the core ``phonenumbers`` module is imported: ``phonenumbers.geocoder`` wou
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Collection
+from typing import NamedTuple
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
@@ -23,6 +25,8 @@ from ..errors import PhoneNumberError
 
 MAX_INPUT_LENGTH = 32
 """Longer input is rejected before any parsing: no real number with separators needs more."""
+KNOWN_NUMBERS = 4096
+"""Valid numbers whose facts this process remembers (see :func:`normalize_phone`)."""
 
 # Separators people type or paste: whitespace (including no-break spaces), dots, dashes (ASCII
 # and Unicode), parentheses and slashes ("0151/2345678" is common in Germany).
@@ -180,9 +184,8 @@ def _check_valid(number: phonenumbers.PhoneNumber) -> None:
         raise PhoneNumberError("invalid", "This is not a valid phone number" + _for(region))
 
 
-def _check_type(number: phonenumbers.PhoneNumber, allow_fixed_line: bool) -> None:
+def _check_type(number_type: int, allow_fixed_line: bool) -> None:
     """Mobiles always pass; revenue-sharing ranges never; anything else only if allowed."""
-    number_type = phonenumbers.number_type(number)
     if number_type in _MOBILE_TYPES:
         return
     if number_type in _NEVER_TYPES:
@@ -193,6 +196,40 @@ def _check_type(number: phonenumbers.PhoneNumber, allow_fixed_line: bool) -> Non
         raise PhoneNumberError(
             "not_mobile", "This does not look like a mobile number. Please use a mobile number."
         )
+
+
+class _Facts(NamedTuple):
+    """What the policy checks need of a number that ``phonenumbers`` found valid."""
+
+    region: str | None
+    number_type: int
+    number: phonenumbers.PhoneNumber
+    """The parsed number, for :func:`readable` (never changed)."""
+
+
+_known: dict[str, _Facts] = {}
+"""Facts of valid numbers by E.164, oldest first: a guest's number is checked again when its
+code is queued (and an admin's test number on every send), and parsing costs far more than the
+policy checks. The facts come from the metadata alone, so they never go stale in a process."""
+_known_lock = threading.Lock()
+
+
+def _facts(compact: str, region_hint: str | None) -> tuple[str, _Facts]:
+    """The E.164 form and the facts of a valid number; parsed unless already known."""
+    known = _known.get(compact)
+    if known is not None:  # only an E.164 string is a key, and it parses to itself
+        return compact, known
+    number = _parse(compact, region_hint)
+    _check_valid(number)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    facts = _Facts(
+        phonenumbers.region_code_for_number(number), phonenumbers.number_type(number), number
+    )
+    with _known_lock:
+        if len(_known) >= KNOWN_NUMBERS:
+            del _known[next(iter(_known))]
+        _known[e164] = facts
+    return e164, facts
 
 
 def normalize_phone(
@@ -226,12 +263,17 @@ def normalize_phone(
     if not compact.startswith("+") and region_hint is None:
         raise _missing_country_code()
 
-    number = _parse(compact, region_hint)
-    _check_valid(number)
-    region = phonenumbers.region_code_for_number(number)
+    e164, (region, number_type, _number) = _facts(compact, region_hint)
     allowed = {code.upper() for code in allowed_regions}
     if allowed and region not in allowed:
         name = _country(region) or "this country"
         raise PhoneNumberError("region_not_allowed", f"Numbers from {name} are not accepted here.")
-    _check_type(number, allow_fixed_line)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    _check_type(number_type, allow_fixed_line)
+    return e164
+
+
+def readable(e164: str) -> str:
+    """An E.164 number as people write it internationally (``+27 83 123 4567``)."""
+    known = _known.get(e164)
+    number = known.number if known is not None else phonenumbers.parse(e164)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
