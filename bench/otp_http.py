@@ -10,10 +10,12 @@ Targets (issue 8): at 32 concurrent clients, OTP p99 < 100 ms and OTP throughput
 25 % of the bare endpoint's. Redis is a private ``redis-server`` started for the run unless
 ``--redis`` names one (then only our own keys are used and removed).
 
-What one OTP POST does here is what a guest's does: CSRF check, venue lookup, phone parsing,
-resend cooldown lookup, three Redis rate-limit hits, the challenge and its SMS row in one
-transaction, the RQ job after the commit, the code page and a signed session cookie. No worker
-runs: the messages stay queued; the private schema and Redis keys go at the end.
+What one OTP POST does here is what a guest's first does: CSRF check, venue (cached per
+process), phone parsing, the rate limits (tested, then hit: two Redis pipelines), the challenge
+and its SMS row in one transaction, the urgent lane's wake-up after the commit (one SET NX; an
+RQ job only for the first code of a burst), the code page and a signed session cookie. The
+browser key is new, so there is no resend cooldown to look up. No worker runs: the messages
+stay queued; the private schema and Redis keys go at the end.
 
 - Schema: ``flask --app wsgi db upgrade`` then ``flask --app wsgi portal seed-demo`` in a private
   PostgreSQL schema (``search_path``); the portal gets its config from ``FLASK_*`` variables.
@@ -571,16 +573,16 @@ BREAKDOWN = (
     ("session cookie: open_session", "flask/sessions.py", "open_session"),
     ("session cookie: save_session", "flask/sessions.py", "save_session"),
     ("CSRF: validate_csrf", "flask_wtf/csrf.py", "validate_csrf"),
-    ("venue: splash.current_venue (SELECT)", "portal/splash.py", "current_venue"),
+    ("venue: splash.current_venue (cached)", "portal/splash.py", "current_venue"),
     ("phone: normalize_phone", "sms_ext/text/phone.py", "normalize_phone"),
     ("otp.codes.issue", "sms_ext/otp/codes.py", "issue"),
     ("  otp.codes.latest (SELECT latest)", "sms_ext/otp/codes.py", "latest"),
     ("  otp.codes._limiter (build Limiter)", "sms_ext/otp/codes.py", "_limiter"),
-    ("  Limiter.hit (Redis)", "sms_ext/otp/limits.py", "hit"),
+    ("  Limiter.hit (Redis: test, then hit)", "sms_ext/otp/limits.py", "hit"),
     ("  outbox.compose (checks + row)", "sms_ext/messages/outbox.py", "compose"),
     ("  outbox.queue (INSERT)", "sms_ext/messages/outbox.py", "queue"),
-    ("  Session.commit (+ RQ enqueue)", "sqlalchemy/orm/session.py", "commit"),
-    ("    outbox.enqueue (RQ)", "sms_ext/messages/outbox.py", "enqueue"),
+    ("  Session.commit (+ urgent wake-up)", "sqlalchemy/orm/session.py", "commit"),
+    ("    outbox.wake_urgent (SET NX)", "sms_ext/messages/outbox.py", "wake_urgent"),
     ("code page: otp.flow.code_page", "sms_ext/otp/flow.py", "code_page"),
     ("  render_template", "flask/templating.py", "render_template"),
     ("pool checkout (+ pre-ping)", "sqlalchemy/pool/base.py", "_checkout"),
