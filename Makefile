@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo (it turns on PORTAL_DEMO=1 for itself). Port 5000 busy? PORT=5001 make run
 run: $(STAMP)
 	$(BIN)/python -m portal.demo
 

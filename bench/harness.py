@@ -43,7 +43,7 @@ from tests.helpers import stop_worker, worker_process  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 GATEWAY = "bench"
-WORKER_KEY = "test-secret-key-that-is-long-enough"
+WORKER_KEY = "tK3v9-Qm2xL7pR4wZ8nB6cY1dF5hJ0sA"
 """The SECRET_KEY ``tests.helpers.worker_process`` gives the worker: gateway secrets are sealed
 with it, so the app that saves the gateway must use the same one (checked at start)."""
 SETTLED = (Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED)

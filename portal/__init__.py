@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import event, make_url
 
+from sms_ext import ConfigError
+
+from . import login_throttle, security
 from .extensions import db, migrate, sms
+from .secret_key import check_secret_key, ensure_secret_key
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
-def _ensure_secret_key(app: Flask) -> None:
-    """Give a fresh demo install its own random key, kept in ``instance/config.py``.
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS.update({"0": False, "false": False, "no": False, "off": False, "": False})
 
-    Gateway secrets are encrypted with it, so it must survive restarts.
-    """
-    path = os.path.join(app.instance_path, "config.py")
-    os.makedirs(app.instance_path, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    with open(path, "a", encoding="utf-8") as config_file:
-        config_file.write(f"SECRET_KEY = {key!r}\n")
-    app.config["SECRET_KEY"] = key
+
+def _flag(app: Flask, key: str) -> bool:
+    """A yes/no setting given as a bool or as text (``1``, ``true``, ``0``, ``off``...)."""
+    value = app.config[key]
+    if isinstance(value, bool):
+        return value
+    try:
+        return _FLAGS[str(value).strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{key} must be 1 or 0 (true or false), got {value!r}.") from None
 
 
 def _write_ahead_log(connection: Any, _record: Any) -> None:
@@ -48,7 +53,11 @@ def _postgresql_timeouts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the portal app; ``test_config`` replaces the instance config and environment."""
+    """Build the portal app; ``test_config`` replaces the instance config and environment.
+
+    Settings come from ``instance/config.py``, then ``FLASK_``-prefixed environment variables
+    (``FLASK_SMS_REDIS_URL``), and ``PORTAL_DEMO`` as named (``make run`` sets it).
+    """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
         SECRET_KEY=None,
@@ -56,14 +65,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={},
         PORTAL_DB_CONNECT_TIMEOUT=5,
         PORTAL_DB_STATEMENT_TIMEOUT=10,
+        PORTAL_DEMO=False,
+        SMS_ADMIN_LOGOUT_ENDPOINT="auth.logout",
+        **security.COOKIE_DEFAULTS,
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
         app.config.from_prefixed_env()
+        if "PORTAL_DEMO" in os.environ:
+            app.config["PORTAL_DEMO"] = os.environ["PORTAL_DEMO"]
         if not app.config["SECRET_KEY"]:
-            _ensure_secret_key(app)
+            ensure_secret_key(app)
     else:
         app.config.update(test_config)
+    check_secret_key(app)
+    app.config["PORTAL_DEMO"] = _flag(app, "PORTAL_DEMO")
     engine_options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     # A database restart must not fail the next job: test pooled connections before use.
     engine_options.setdefault("pool_pre_ping", True)
@@ -79,6 +95,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", _write_ahead_log)
     migrate.init_app(app, db, directory=MIGRATIONS)
     sms.init_app(app)
+    login_throttle.init_app(app)
+    security.init_app(app)
 
     from . import auth, cli, demo_pages, models, splash, views  # noqa: F401 (models: migrations)
 
@@ -96,8 +114,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         required=splash.otp_required,
         location=splash.location_key,
         region=splash.phone_region,
+        branding=splash.branding,
     )
-    if app.config.get("PORTAL_DEMO_PAGES", True):
+    if app.config["PORTAL_DEMO"]:
+        # Sandbox messages readable by anyone: never on unless asked for.
         app.register_blueprint(demo_pages.bp)
     app.cli.add_command(cli.portal_cli)
     return app

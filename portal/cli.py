@@ -1,4 +1,8 @@
-"""``flask portal ...``: demo data for the portal."""
+"""``flask portal ...``: demo data and admins of the portal.
+
+Each command first says which database it works on (password masked): with settings from
+``instance/config.py`` and ``FLASK_``-prefixed variables, it is easy to be on the wrong one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from sms_ext import Gateway
+from sms_ext.connections import database_text
+from sms_ext.state import get_state
 
 from .extensions import db, sms
 from .models import Admin, Location, SplashPage
@@ -18,6 +24,7 @@ from .models import Admin, Location, SplashPage
 DEMO_SLUG = "demo"
 DEMO_GATEWAY = "Demo sandbox (no real SMS)"
 DEMO_ADMIN = "admin"
+RESET_HINT = f"new password: flask --app wsgi portal create-admin {DEMO_ADMIN}"
 DEMO_TERMS = (
     "Free Wi-Fi for guests of Demo Café, offered as is, without any guarantee.\n"
     "Use it lawfully and fairly: no illegal content, no attacks, no heavy downloads.\n"
@@ -79,7 +86,11 @@ def seed_demo(region: str = "ZA", password: str | None = None) -> SeedReport:
     return report
 
 
-@click.group("portal", help="Demo data of the portal.")
+def _say_database() -> None:
+    click.echo(f"Database: {database_text(get_state())}", err=True)
+
+
+@click.group("portal", help="Demo data and admins of the portal.")
 def portal_cli() -> None:
     pass
 
@@ -92,6 +103,7 @@ def portal_cli() -> None:
 @with_appcontext
 def seed_demo_command(region: str, password: str | None) -> None:
     """Create the demo location, splash page, sandbox gateway and admin (idempotent)."""
+    _say_database()
     try:
         report = seed_demo(region, password)
     except ValueError as exc:
@@ -99,7 +111,9 @@ def seed_demo_command(region: str, password: str | None) -> None:
     for line in report.lines:
         click.echo(line)
     if report.password and not password:
-        click.echo(f"Admin login: {DEMO_ADMIN} / {report.password}  (shown once: note it)")
+        click.echo(
+            f"Admin login: {DEMO_ADMIN} / {report.password}  (shown once: note it; {RESET_HINT})"
+        )
 
 
 @portal_cli.command("create-admin")
@@ -107,7 +121,8 @@ def seed_demo_command(region: str, password: str | None) -> None:
 @click.password_option(help="The password (asked twice when not given).")
 @with_appcontext
 def create_admin_command(username: str, password: str) -> None:
-    """Create an admin, or set a new password for an existing one."""
+    """Create an admin, or set a new password for an existing one (which ends their sessions)."""
+    _say_database()
     username = username.strip()
     if not username or len(username) > 80:
         raise click.BadParameter("1 to 80 characters.", param_hint="USERNAME")

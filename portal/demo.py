@@ -1,33 +1,63 @@
 """``make run``: migrate the demo database, start Redis (embedded), a worker and the web app.
 
 Everything stops on Ctrl-C. With ``SMS_REDIS_URL`` (or ``FLASK_SMS_REDIS_URL``) set, that Redis
-is used instead of the embedded one.
+is used instead of the embedded one. ``PORT=5001 make run`` serves on another port. The demo
+pages (``PORTAL_DEMO=1``) are switched on here, for this process and its children only.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from flask_migrate import upgrade
 
-from sms_ext.state import embedded_redis_socket, stop_embedded_redis
+from sms_ext.connections import database_text, redis_text
+from sms_ext.state import embedded_redis_socket, get_state, stop_embedded_redis
 
 from . import create_app
-from .cli import DEMO_ADMIN, seed_demo
+from .cli import DEMO_ADMIN, DEMO_SLUG, RESET_HINT, seed_demo
+from .demo_pages import splash_query
 
 HOST = "127.0.0.1"
-PORT = int(os.environ.get("PORT", "5000"))
+
+
+def _port() -> int | None:
+    """``PORT`` (default 5000), or ``None`` after saying why it cannot be used."""
+    raw = os.environ.get("PORT", "5000")
+    port = int(raw) if raw.isdigit() else 0
+    if not 0 < port < 65536:
+        print(f"PORT must be a port number such as 5001, got {raw!r}.", file=sys.stderr)
+        return None
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            print(
+                f"Port {port} on {HOST} is in use (another make run?). Stop what uses it, "
+                f"or pick another port: PORT={port + 1 if port < 65535 else 5001} make run",
+                file=sys.stderr,
+            )
+            return None
+    return port
 
 
 def main() -> int:
+    # Checked before anything is seeded: the admin password is printed only once.
+    port = _port()
+    if port is None:
+        return 1
+    os.environ["PORTAL_DEMO"] = "1"
     app = create_app()
     with app.app_context():
         upgrade()
         seeded = seed_demo()
+        database, redis = database_text(get_state()), redis_text(get_state())
     env = dict(os.environ)
     embedded = not app.config.get("SMS_REDIS_URL")
     if embedded:
@@ -37,24 +67,22 @@ def main() -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     children = [
         subprocess.Popen([*flask, "sms", "worker"], env=env),
-        subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(PORT)], env=env),
+        subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(port)], env=env),
     ]
-    base = f"http://{HOST}:{PORT}"
+    base = f"http://{HOST}:{port}"
     password = (
-        f"{DEMO_ADMIN} / {seeded.password} (shown once: note it)"
+        f"{DEMO_ADMIN} / {seeded.password} (shown once: note it; {RESET_HINT})"
         if seeded.password
-        else f"{DEMO_ADMIN} (password shown at the first run; "
-        "flask --app wsgi portal create-admin sets a new one)"
+        else f"{DEMO_ADMIN} (password shown at the first run; {RESET_HINT})"
     )
-    login = f"\n  SMS admin: {base}/sms/admin/  log in as {password}"
     print(
         f"\n  sms_ext demo portal: open {base}/\n"
         "  guest splash page (as a MikroTik hotspot would open it):\n"
-        f"    {base}/s/demo/?mac=02:00:00:00:00:01&ip=10.0.0.23"
-        f"&link-login-only={base}/demo/controller-login&link-orig=http://example.com/\n"
-        f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox{login}\n"
-        f"  database: {app.config['SQLALCHEMY_DATABASE_URI']}\n"
-        f"  redis: {'embedded (instance/)' if embedded else 'SMS_REDIS_URL'}\n"
+        f"    {base}/s/{DEMO_SLUG}/?{splash_query(base + '/demo/controller-login')}\n"
+        f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox\n"
+        f"  SMS admin: {base}/sms/admin/  log in as {password}\n"
+        f"  database: {database}\n"
+        f"  redis: {redis}\n"
         "  Ctrl-C stops the web app, the worker and the embedded Redis.\n",
         flush=True,
     )

@@ -2,24 +2,39 @@
 
 With the sandbox gateway nothing reaches a phone, so the inbox shows what would have been
 sent (the guest reads the code there). It lists sandbox messages only: messages that went
-through a real gateway never appear. ``create_app`` registers these pages unless
-``PORTAL_DEMO_PAGES`` is false; turn them off for anything but a demo.
+through a real gateway never appear. ``create_app`` registers these pages only when
+``PORTAL_DEMO`` is on (``make run`` sets ``PORTAL_DEMO=1``): anyone could read the inbox.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, render_template_string, request
+from flask import Blueprint, current_app, render_template_string, request
 from sqlalchemy import select
 
 from sms_ext import Gateway, Message
+from sms_ext.messages.secrecy import sandbox_text
 
 from .extensions import db
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 
 INBOX_LIMIT = 50
+
+
+def splash_query(controller_login_url: str) -> str:
+    """The query string a MikroTik hotspot adds to the splash page URL, for the demo links."""
+    return urlencode(
+        {
+            "mac": "02:00:00:00:00:01",
+            "ip": "10.0.0.23",
+            "link-login-only": controller_login_url,
+            "link-orig": "http://example.com/",
+        },
+        safe=":/",
+    )
+
 
 _STYLE = """
   *, *::before, *::after { box-sizing: border-box; }
@@ -67,7 +82,7 @@ INBOX = """<!doctype html>
         <time datetime="{{ (m.sent_at or m.created_at).isoformat() }}Z">
           {{- (m.sent_at or m.created_at).strftime("%Y-%m-%d %H:%M:%S") }}</time>
       </div>
-      <p class="body">{{ m.body }}</p>
+      <p class="body">{{ texts[m.id] }}</p>
     </article>
     {% else %}
     <p class="muted">No message yet. Open the demo splash page and enter a phone number.</p>
@@ -117,7 +132,11 @@ def inbox() -> str:
         .order_by(Message.id.desc())
         .limit(INBOX_LIMIT)
     ).all()
-    return render_template_string(INBOX, style=_STYLE, messages=messages, limit=INBOX_LIMIT)
+    vault = current_app.extensions["sms"].vault  # guest codes are stored sealed: reveal them
+    texts = {m.id: sandbox_text(vault, m) for m in messages}
+    return render_template_string(
+        INBOX, style=_STYLE, messages=messages, texts=texts, limit=INBOX_LIMIT
+    )
 
 
 @bp.get("/controller-login")

@@ -6,6 +6,7 @@ Times are naive UTC, like the extension's.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -102,6 +103,16 @@ class GuestSession(db.Model):
         return f"<GuestSession {self.id} guest {self.guest_id} at {self.location_id}>"
 
 
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+"""Checked for unknown usernames so that they cost the same time as real ones."""
+
+
+def check_dummy_password(password: str) -> bool:
+    """As long as :meth:`Admin.check_password`, and always ``False``."""
+    check_password_hash(_DUMMY_HASH, password)
+    return False
+
+
 class Admin(UserMixin, db.Model):
     """A venue administrator; passwords are stored as werkzeug hashes only."""
 
@@ -111,9 +122,18 @@ class Admin(UserMixin, db.Model):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Part of every session cookie; bumped on logout and password change, which ends every
+    session (and every copied cookie) made before."""
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id and the session version."""
+        return f"{self.id}:{self.session_version or 0}"
 
     def set_password(self, password: str) -> None:
+        """Set a new password and end the admin's existing sessions."""
         self.password_hash = generate_password_hash(password)
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

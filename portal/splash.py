@@ -201,6 +201,13 @@ def phone_region() -> str | None:
     return current_venue()[0].region or None
 
 
+def branding() -> dict[str, str]:
+    """``branding`` callback: the venue's name and page title on the extension's code page,
+    as on the splash page."""
+    location, page = current_venue()
+    return {"name": location.name, "title": page.title}
+
+
 # --- controller parameters ---
 
 

@@ -1,23 +1,20 @@
-"""Pages of the demo portal. The guest splash flow arrives with the OTP issue."""
+"""The portal's public landing page."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import func, select
+from flask import Blueprint, current_app, render_template, url_for
 
-from sms_ext import Gateway, Message
-
-from .extensions import db
+from .cli import DEMO_SLUG
+from .demo_pages import splash_query
 
 bp = Blueprint("portal", __name__)
 
 
 @bp.get("/")
 def index() -> str:
-    """A landing page that tells a new user what runs and what to try."""
-    gateways = db.session.scalars(Gateway.in_order()).all()
-    counts = dict(
-        db.session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
-    )
-    recent = db.session.scalars(select(Message).order_by(Message.id.desc()).limit(10)).all()
-    return render_template("portal/index.html", gateways=gateways, counts=counts, recent=recent)
+    """Links only: anyone can open it, so it shows no gateway, number, count or error."""
+    splash_url = None
+    if current_app.config["PORTAL_DEMO"]:
+        controller = url_for("demo.controller_login", _external=True)
+        splash_url = f"{url_for('splash.splash', slug=DEMO_SLUG)}?{splash_query(controller)}"
+    return render_template("portal/index.html", splash_url=splash_url)

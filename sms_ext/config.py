@@ -6,11 +6,13 @@ Every key is listed once here (the README's table mirrors :data:`DEFAULTS`). Bad
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .keys import GENERATE, weak_key_reason
 
 REDIS_URL = "SMS_REDIS_URL"
 QUEUE = "SMS_QUEUE"
@@ -26,8 +28,10 @@ BATCH_SIZE = "SMS_BATCH_SIZE"
 BREAKER_FAILURES = "SMS_BREAKER_FAILURES"
 BREAKER_COOLDOWN = "SMS_BREAKER_COOLDOWN"
 WORKER_CONCURRENCY = "SMS_WORKER_CONCURRENCY"
+GATEWAY_DENY_PRIVATE = "SMS_GATEWAY_DENY_PRIVATE"
 ADMIN_URL_PREFIX = "SMS_ADMIN_URL_PREFIX"
 ADMIN_FULL_NUMBERS = "SMS_ADMIN_FULL_NUMBERS"
+ADMIN_LOGOUT_ENDPOINT = "SMS_ADMIN_LOGOUT_ENDPOINT"
 OTP_DIGITS = "SMS_OTP_DIGITS"
 OTP_TTL_SECONDS = "SMS_OTP_TTL_SECONDS"
 OTP_MAX_ATTEMPTS = "SMS_OTP_MAX_ATTEMPTS"
@@ -36,6 +40,10 @@ OTP_MESSAGE = "SMS_OTP_MESSAGE"
 OTP_LIMIT_PHONE = "SMS_OTP_LIMIT_PHONE"
 OTP_LIMIT_CLIENT = "SMS_OTP_LIMIT_CLIENT"
 OTP_LIMIT_LOCATION = "SMS_OTP_LIMIT_LOCATION"
+OTP_LIMIT_LOCATION_DAY = "SMS_OTP_LIMIT_LOCATION_DAY"
+OTP_LIMIT_COUNTRY = "SMS_OTP_LIMIT_COUNTRY"
+OTP_WEBOTP_HOST = "SMS_OTP_WEBOTP_HOST"
+OTP_ALLOW_INTERNATIONAL_NETWORKS = "SMS_OTP_ALLOW_INTERNATIONAL_NETWORKS"
 ALLOWED_REGIONS = "SMS_ALLOWED_REGIONS"
 ALLOW_FIXED_LINE = "SMS_ALLOW_FIXED_LINE"
 
@@ -54,8 +62,10 @@ DEFAULTS: dict[str, Any] = {
     BREAKER_FAILURES: 3,
     BREAKER_COOLDOWN: 30,
     WORKER_CONCURRENCY: 32,
+    GATEWAY_DENY_PRIVATE: False,
     ADMIN_URL_PREFIX: "/sms/admin",
     ADMIN_FULL_NUMBERS: False,
+    ADMIN_LOGOUT_ENDPOINT: None,
     OTP_DIGITS: 6,
     OTP_TTL_SECONDS: 300,
     OTP_MAX_ATTEMPTS: 5,
@@ -64,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
     OTP_LIMIT_PHONE: "3 per 10 minutes; 10 per day",
     OTP_LIMIT_CLIENT: "10 per hour",
     OTP_LIMIT_LOCATION: "60 per minute",
+    OTP_LIMIT_LOCATION_DAY: "500 per day",
+    OTP_LIMIT_COUNTRY: "1000 per day",
+    OTP_WEBOTP_HOST: None,
+    OTP_ALLOW_INTERNATIONAL_NETWORKS: False,
     ALLOWED_REGIONS: (),
     ALLOW_FIXED_LINE: False,
 }
@@ -81,8 +95,17 @@ class OtpSettings:
     limit_phone: str
     limit_client: str
     limit_location: str
+    limit_location_day: str
+    """Daily budget of codes per location ("" = none)."""
+    limit_country: str
+    """Daily budget of codes per calling code, all locations together ("" = none)."""
+    webotp_host: str | None
+    """The host of the WebOTP line (``@host #code``); None: the SMS has no such line."""
     allowed_regions: frozenset[str]
     allow_fixed_line: bool
+    allow_international_networks: bool
+    """Accept +800/+808/+870/+878/+881/+882/+883/+888/+979 (satellite, international
+    networks): pumping fraud favours them."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,8 @@ class Settings:
     """Seconds a gateway is skipped before one message probes it."""
     worker_concurrency: int
     """Gateway requests one worker keeps in flight at once."""
+    gateway_deny_private: bool
+    """Refuse gateway requests to loopback, link-local and private addresses (egress guard)."""
     admin_url_prefix: str
     admin_full_numbers: bool
     otp: OtpSettings
@@ -142,10 +167,12 @@ def _text(config: Mapping[str, Any], key: str, check: Callable[[str], bool], nee
     return value
 
 
-def _limits(config: Mapping[str, Any], key: str) -> str:
+def _limits(config: Mapping[str, Any], key: str, *, optional: bool = False) -> str:
     from limits import parse_many
 
     value = str(config[key] or "").strip()
+    if optional and not value:
+        return ""
     try:
         parse_many(value)
     except ValueError:
@@ -179,6 +206,34 @@ def _regions(config: Mapping[str, Any]) -> frozenset[str]:
     return regions
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def is_hostname(value: str) -> bool:
+    """A DNS host name (letters, digits, hyphens; dot-separated labels of 1-63; at most 253)."""
+    labels = value.split(".")
+    return len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _webotp_host(config: Mapping[str, Any]) -> str | None:
+    """``SMS_OTP_WEBOTP_HOST``, else the host of ``SERVER_NAME``, else None (no WebOTP line).
+
+    Never the request's Host header: anyone can send any Host, and the line is the part of
+    the venue's SMS that names a website.
+    """
+    explicit = str(config[OTP_WEBOTP_HOST] or "").strip().lower()
+    if explicit:
+        if not is_hostname(explicit):
+            raise ConfigError(
+                f"{OTP_WEBOTP_HOST} must be a host name such as 'wifi.example.com' "
+                f"(no scheme, port or path), got {config[OTP_WEBOTP_HOST]!r}."
+            )
+        return explicit
+    server = str(config.get("SERVER_NAME") or "").strip().lower()
+    host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+    return host if host and is_hostname(host) else None
+
+
 def _otp(config: Mapping[str, Any]) -> OtpSettings:
     return OtpSettings(
         digits=int(_number(config, OTP_DIGITS, 4, 10)),
@@ -189,8 +244,12 @@ def _otp(config: Mapping[str, Any]) -> OtpSettings:
         limit_phone=_limits(config, OTP_LIMIT_PHONE),
         limit_client=_limits(config, OTP_LIMIT_CLIENT),
         limit_location=_limits(config, OTP_LIMIT_LOCATION),
+        limit_location_day=_limits(config, OTP_LIMIT_LOCATION_DAY, optional=True),
+        limit_country=_limits(config, OTP_LIMIT_COUNTRY, optional=True),
+        webotp_host=_webotp_host(config),
         allowed_regions=_regions(config),
         allow_fixed_line=_flag(config, ALLOW_FIXED_LINE),
+        allow_international_networks=_flag(config, OTP_ALLOW_INTERNATIONAL_NETWORKS),
     )
 
 
@@ -199,10 +258,11 @@ def load(config: MutableMapping[str, Any]) -> Settings:
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
     secret = config[ENCRYPTION_KEY] or config.get("SECRET_KEY")
-    if not secret or len(str(secret)) < 16:
+    weakness = weak_key_reason(str(secret or ""))
+    if weakness:
         raise ConfigError(
             "Gateway secrets are encrypted at rest: set SMS_ENCRYPTION_KEY (or SECRET_KEY) to a "
-            "random string of at least 16 characters."
+            f"random string ({weakness}). Generate one with: {GENERATE}"
         )
     redis_url = config[REDIS_URL] or None
     if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
@@ -217,6 +277,14 @@ def load(config: MutableMapping[str, Any]) -> Settings:
             lambda v: len(v) == 2 and v.isalpha(),
             "must be a two-letter region code such as 'ZA' or 'DE'",
         ).upper()
+    if config[ADMIN_LOGOUT_ENDPOINT] is not None:
+        # The admin menu posts its "Log out" button there (read by sms/admin/base.html).
+        _text(
+            config,
+            ADMIN_LOGOUT_ENDPOINT,
+            lambda v: bool(v) and " " not in v,
+            "must be the endpoint name of the host's POST logout view, such as 'auth.logout'",
+        )
     settings = Settings(
         redis_url=redis_url,
         queue=_text(
@@ -237,6 +305,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         breaker_failures=int(_number(config, BREAKER_FAILURES, 1, 100)),
         breaker_cooldown=_number(config, BREAKER_COOLDOWN, 1, 3600),
         worker_concurrency=int(_number(config, WORKER_CONCURRENCY, 1, 512)),
+        gateway_deny_private=_flag(config, GATEWAY_DENY_PRIVATE),
         admin_url_prefix=_text(
             config,
             ADMIN_URL_PREFIX,

@@ -82,6 +82,7 @@ class SMS:
         required: Callable[[], bool] = lambda: True,
         location: Callable[[], str | None] = lambda: None,
         region: Callable[[], str | None] = lambda: None,
+        branding: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         """Add the SMS code step to a splash blueprint (before or after it is registered).
 
@@ -93,10 +94,15 @@ class SMS:
         :param required: whether this request needs a code (the splash page's toggle).
         :param location: the location key: per-location limits and gateway choice.
         :param region: default region for numbers typed without ``+``.
+        :param branding: the venue's look on the code and error pages, so the guest stays on
+            "the venue's page": a mapping with any of ``name`` (shown above the card),
+            ``title``, ``logo_url``, ``accent`` (a CSS colour for buttons and links) and
+            ``background`` (a CSS colour). A host wanting more overrides
+            ``sms/otp/base.html`` in its own templates.
         All callbacks run in the request context of the protected view.
         """
         name = blueprint if isinstance(blueprint, str) else blueprint.name
-        protection = otp_flow.Protection(on_verified, required, location, region)
+        protection = otp_flow.Protection(on_verified, required, location, region, branding)
         self._registrations.protected[name] = protection
 
     def verify_phone(self, raw_phone: str) -> ResponseReturnValue:
@@ -187,7 +193,10 @@ class SMS:
         :class:`~sms_ext.GatewayConfigError` with a message per field.
         """
         state = get_state()
-        saved = gateway_store.save_gateway(state.session, state.vault, data, gateway)
+        deny_private = state.settings.gateway_deny_private
+        saved = gateway_store.save_gateway(
+            state.session, state.vault, data, gateway, deny_private=deny_private
+        )
         if commit:
             state.session.commit()
         return saved
@@ -201,7 +210,9 @@ class SMS:
         every entry is checked before any is written, so a refused file changes nothing.
         """
         state = get_state()
-        saved = gateway_store.import_gateways(state.session, state.vault, items)
+        saved = gateway_store.import_gateways(
+            state.session, state.vault, items, deny_private=state.settings.gateway_deny_private
+        )
         if commit:
             state.session.commit()
         return saved

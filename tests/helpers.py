@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from sms_ext import Gateway, Message
 from sms_ext.gateways.store import save_gateway
 from sms_ext.models import MESSAGES, utcnow
-from tests.conftest import drain
+from tests.conftest import TEST_KEY, drain
 from tests.simulator import GatewaySimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,21 @@ def add_gateway(app: Flask, **data: Any) -> Gateway:
     gateway = save_gateway(state.session, state.vault, data)
     state.session.commit()
     return gateway
+
+
+def twilio_gateway(app: Flask, sim: GatewaySimulator, name: str = "Twilio") -> Gateway:
+    """A Twilio gateway on the simulator's account, answering under ``/twilio``."""
+    account = sim.twilio
+    return add_gateway(
+        app,
+        name=name,
+        type="twilio",
+        account_sid=account.account_sid,
+        api_key=account.api_key,
+        api_secret=account.api_secret,
+        from_number="+15005550006",
+        base_url=f"{sim.url}/twilio",
+    )
 
 
 def custom_gateway(app: Flask, sim: GatewaySimulator, name: str, **extra: Any) -> Gateway:
@@ -119,7 +134,7 @@ def worker_process(
         **os.environ,
         "FLASK_SQLALCHEMY_DATABASE_URI": database_url,
         "FLASK_SMS_REDIS_URL": redis_url,
-        "FLASK_SECRET_KEY": "test-secret-key-that-is-long-enough",
+        "FLASK_SECRET_KEY": TEST_KEY,
         "FLASK_SMS_RETRY_BASE_SECONDS": "1",
         **{f"FLASK_{key}": value for key, value in config.items()},
     }

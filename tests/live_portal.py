@@ -33,6 +33,7 @@ def fresh_portal(service_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch)
             "SMS_REDIS_URL": redis_url,
             "SMS_QUEUE": queue,
             "SMS_RETRY_BASE_SECONDS": 1,
+            "PORTAL_DEMO": True,
         }
     )
     with app.app_context():

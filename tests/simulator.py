@@ -948,13 +948,25 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
     def _serve_gateway(self, request: RecordedRequest, subpath: str) -> None:
-        """Count the request as held until its answer is written, whatever the answer is."""
+        """Count the request as held until its answer starts to leave, whatever the answer is.
+
+        A normal answer stops counting just before its first byte is written: once the client
+        has it, the client may send its next request at once, and that one must not find this
+        one still counted (a gateway's own in-flight count ends as it answers, too).
+        """
         sim = self.server.simulator
         sim._arrive(request)
+        self._held = request
         try:
             self._answer_gateway(request, subpath)
         finally:
-            sim._leave(request)
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Stop counting the request being answered, once."""
+        request, self._held = getattr(self, "_held", None), None
+        if request is not None:
+            self.server.simulator._leave(request)
 
     def _answer_gateway(self, request: RecordedRequest, subpath: str) -> None:
         sim = self.server.simulator
@@ -979,6 +991,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = _json(500, {"error": f"simulator bug: {exc!r}"})
         request.response_status = reply.status
         sim._record(request)
+        self._release_held()
         self._send(reply)
 
     def _read_body(self) -> bytes:

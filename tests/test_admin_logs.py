@@ -277,17 +277,39 @@ def test_export_streams_the_filtered_rows_as_safe_csv(
     )
     rows = read_csv(response)
     assert rows[0][:3] == ["message_id", "created_utc", "sent_utc"]
-    assert [int(row[0]) for row in rows[1:]] == [ids[0], *ids[2:]]  # batches, no gaps
-    first = dict(zip(rows[0], rows[1], strict=True))
+    # newest first, like the table; batches, no gaps
+    assert [int(row[0]) for row in rows[1:]] == [*reversed(ids[2:]), ids[0]]
+    first = dict(zip(rows[0], rows[-1], strict=True))
     assert first["gateway"] == "'=HYPERLINK(1)"
     assert first["provider_message_id"] == "'@SUM(A1)"
     assert first["last_error"] == "'-2+3"
-    assert first["recipient"] == "'+27831234567"
+    assert first["recipient"] == "+27831234567"  # a number cannot be a formula: no apostrophe
     assert first["segments"] == "2"
     assert first["created_utc"].endswith("Z") and first["sent_utc"].endswith("Z")
 
     masked = read_csv(admin_client.get(f"{PREFIX}/logs/export.csv?location=hotel"))
-    assert [row[5] for row in masked[1:]] == ["'+27 83 ••• 4567"]
+    assert [row[5] for row in masked[1:]] == ["+27 83 ••• 4567"]
+
+
+def test_export_neutralises_a_recipient_that_is_not_a_number(
+    app: Flask, full_numbers_client: FlaskClient
+) -> None:
+    """A row written around the outbox (a host's own insert) may hold anything."""
+    add_messages(
+        app, {"to": "=HYPERLINK(1)", "location": "odd"}, {"to": "+2783", "location": "odd"}
+    )
+    rows = read_csv(full_numbers_client.get(f"{PREFIX}/logs/export.csv?location=odd"))
+    assert [row[5] for row in rows[1:]] == ["+2783", "'=HYPERLINK(1)"]
+
+
+def test_types_are_labelled_otp_not_otp_capitalised(app: Flask, admin_client: FlaskClient) -> None:
+    (message_id,) = add_messages(app, {"kind": Kind.OTP})
+    html = admin_client.get(f"{PREFIX}/logs/").text
+    assert '<option value="otp" >OTP</option>' in html
+    assert re.search(r"<td>OTP</td>", html)
+    assert "Otp" not in html
+    detail = admin_client.get(f"{PREFIX}/logs/{message_id}").text
+    assert "<dt>Type</dt><dd>OTP</dd>" in detail
 
 
 def html_figures(html: str) -> list[dict[str, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -47,12 +48,12 @@ def test_switching_sending_off_and_on(
         custom_gateway(admin_app, simulator, "gw")
         quiet = sms.send("+27831234567", "not now")
         assert (quiet.status, quiet.last_error) == (Status.FAILED, "SMS sending is switched off.")
-    client.post("/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": "0.5"})
+    client.post("/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": "7"})
     with admin_app.app_context():
         state = admin_app.extensions["sms"]
         message = sms.send("+27831234567", "now")
         assert message.status == Status.QUEUED
-        expected = utcnow() + timedelta(days=0.5)
+        expected = utcnow() + timedelta(days=7)
         assert abs((message.expires_at - expected).total_seconds()) < 5
 
 
@@ -60,8 +61,10 @@ def test_switching_sending_off_and_on(
     ("value", "message"),
     [
         ("", "Days to expire is required."),
-        ("90", "from 0.01 to 30"),
-        ("soon", "Not a valid decimal"),
+        ("90", "Use a whole number from 1 to 30."),
+        ("0", "Use a whole number from 1 to 30."),
+        ("0.5", "Not a valid integer value."),
+        ("soon", "Not a valid integer value."),
     ],
 )
 def test_bad_days_are_refused(client: FlaskClient, value: str, message: str) -> None:
@@ -69,7 +72,19 @@ def test_bad_days_are_refused(client: FlaskClient, value: str, message: str) -> 
         "/sms/admin/settings", data={"sending_enabled": "y", "days_to_expire": value}
     )
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert f'id="days-error" role="alert">{message}<' in page
+    field = re.search(r'<input[^>]*id="days_to_expire"[^>]*>', page).group(0)
+    assert 'aria-invalid="true"' in field and f'value="{value}"' in field
+
+
+def test_days_to_expire_is_a_whole_number_input(admin_app: Flask, client: FlaskClient) -> None:
+    """A number input with steps of one, showing "2" (not "2.0" in a text box)."""
+    page = client.get("/sms/admin/settings").get_data(as_text=True)
+    field = re.search(r'<input[^>]*id="days_to_expire"[^>]*>', page).group(0)
+    for attribute in ('type="number"', 'min="1"', 'max="30"', 'step="1"', 'value="2"'):
+        assert attribute in field, attribute
+    assert "input[type=number] {" in page  # styled like the other inputs (see the browser test)
 
 
 def test_debug_logging_logs_masked_attempts(

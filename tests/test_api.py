@@ -118,7 +118,7 @@ def test_the_packages_raise_the_exported_classes() -> None:
     [
         ("", Kind.PERSONAL, "The message is empty."),
         ("  \n\t ", Kind.PERSONAL, "The message is empty."),
-        ("code\x00123", Kind.PERSONAL, "The message contains a NUL character."),
+        ("code\x00123", Kind.PERSONAL, "The message must not contain NUL characters."),
         ("x" * (MAX_BODY + 1), Kind.PERSONAL, f"longer than {MAX_BODY} characters"),
         ("hello", "spam", "Unknown message kind 'spam'"),
         ("hello", "OTP", "Unknown message kind 'OTP'"),

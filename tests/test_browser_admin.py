@@ -25,6 +25,7 @@ from portal.models import Admin
 from sms_ext import Gateway, Kind, Message, Status
 from sms_ext.admin.logs import EXPORT_COLUMNS
 from tests.browser import chromium_page, screenshot
+from tests.helpers import add_gateway, custom_gateway
 from tests.live_portal import fresh_portal, serving
 from tests.simulator import GatewaySimulator
 
@@ -84,18 +85,22 @@ def gateway_id(app: Flask, name: str) -> int:
         return session.scalars(select(Gateway.id).where(Gateway.name == name)).one()
 
 
-def test_admin_sets_up_tests_and_audits_gateways(
-    desktop_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
-) -> None:
-    page, base, app = desktop_page, live_portal.url, live_portal.app
-
-    # -- log in through the form -----------------------------------------------------------
+def log_in(page: Page, base: str) -> None:
     page.goto(f"{base}/sms/admin/")
     page.wait_for_url(f"{base}/admin/login?next=**")
     page.get_by_label("Username").fill(USERNAME)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base}/sms/admin/")
+
+
+def test_admin_sets_up_tests_and_audits_gateways(
+    desktop_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
+) -> None:
+    page, base, app = desktop_page, live_portal.url, live_portal.app
+
+    # -- log in through the form -----------------------------------------------------------
+    log_in(page, base)
     expect(page.locator("h1")).to_have_text("Dashboard")
     screenshot(page, f"admin-{backend}-1-dashboard")
 
@@ -119,13 +124,13 @@ def test_admin_sets_up_tests_and_audits_gateways(
     assert page.url == f"{base}/sms/admin/gateways/{clickatell}/"
     screenshot(page, f"admin-{backend}-3-gateway-form")
 
-    # -- preview: method and URL shown, the API key masked ----------------------------------
+    # -- preview: method and URL shown, the stored API key stands as a mask -------------------
     page.get_by_role("button", name="Preview request").click()
     preview = page.locator("#preview pre")
     expect(preview).to_be_visible()
     first_line = preview.inner_text().splitlines()[0]
     assert first_line.startswith(
-        f"GET {simulator.url}/custom/clickatell?apiKey=****&to=27831234567"
+        f"GET {simulator.url}/custom/clickatell?apiKey=\u2022\u2022\u2022\u2022&to=27831234567"
     )
     assert API_KEY not in page.content()
     screenshot(page, f"admin-{backend}-4-preview")
@@ -200,7 +205,7 @@ def test_admin_sets_up_tests_and_audits_gateways(
         Kind.TEST,
         "Clickatell",
     )
-    assert record["recipient"] == "'" + PHONE_MASKED  # "+" opens a formula: neutralised
+    assert record["recipient"] == PHONE_MASKED  # a number, as it is: no apostrophe
     assert record["attempts"] == "1"
 
     log_rows.first.get_by_role("link").click()
@@ -212,3 +217,156 @@ def test_admin_sets_up_tests_and_audits_gateways(
         assert (message.kind, message.status, message.to) == (Kind.TEST, Status.SENT, PHONE)
         assert message.gateway_id == clickatell
         assert record["message_id"] == str(message.id)
+
+
+# -- a test send through a broken gateway (issue 9, item 17) ------------------------------------
+
+REFRESH_GONE_SECONDS = 3.5
+"""Longer than the test page's 2 s refresh: a page still refreshing would have reloaded."""
+
+
+def test_a_test_send_through_a_broken_gateway_ends_failed(
+    desktop_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
+) -> None:
+    page, base, app = desktop_page, live_portal.url, live_portal.app
+    with app.app_context():
+        custom_gateway(app, simulator, "Backup")
+        broken = custom_gateway(app, simulator, "Broken", enabled=False).id
+    simulator.fail_always("custom", "500")
+    log_in(page, base)
+    page.goto(f"{base}/sms/admin/gateways/{broken}/")
+    expect(page.locator("h1")).to_have_text("Edit Broken")
+
+    # -- a number it cannot text: the error is next to the form, the number still typed ------
+    phone = page.get_by_label("Phone number")
+    phone.fill("12")
+    page.get_by_role("button", name="Run test").click()
+    error = page.locator("#test-phone-error")
+    expect(error).to_contain_text("Test not sent:")
+    expect(error).to_be_in_viewport()  # where the admin is looking, not at the top
+    expect(page.locator(".flash.error")).to_have_count(0)
+    expect(phone).to_have_value("12")
+    expect(phone).to_have_attribute("aria-invalid", "true")
+    field, message = phone.bounding_box(), error.bounding_box()
+    assert field and message and 0 <= message["y"] - (field["y"] + field["height"]) < 80
+    screenshot(page, f"admin-{backend}-7-test-bad-number")
+
+    # -- a real number: one try, "failed" with the gateway's answer, then no more refreshing -
+    phone.fill(PHONE)
+    page.get_by_role("button", name="Run test").click()
+    result = page.get_by_role("status")
+    expect(result).to_contain_text(f"to {PHONE}")
+    expect(result.locator("p > .status").first).to_have_text("failed", timeout=SENT_WITHIN_MS)
+    expect(result).to_contain_text("Broken: HTTP 500")
+    expect(result).to_contain_text("Attempt 1")
+    expect(result).not_to_contain_text("refreshes every")
+    expect(phone).to_have_value(PHONE)
+    page.evaluate("window.stillHere = true")
+    page.wait_for_timeout(REFRESH_GONE_SECONDS * 1000)
+    assert page.evaluate("window.stillHere === true"), "the page reloaded after the end"
+    assert page.locator('meta[http-equiv="refresh"]').count() == 0
+    screenshot(page, f"admin-{backend}-8-test-failed")
+    assert [r.path for r in simulator.requests_for("custom")] == ["/custom/Broken"]
+    with app.app_context():
+        session = app.extensions["sms"].session
+        message = session.scalars(select(Message)).one()
+        assert (message.status, message.attempts) == (Status.FAILED, 1)
+
+
+# -- keyboard moves, helper text, settings (issue 9, item 18) ---------------------------------
+
+
+def focused_label(page: Page) -> str | None:
+    return page.evaluate("document.activeElement && document.activeElement.ariaLabel")
+
+
+def test_a_moved_gateway_keeps_the_keyboard_focus(
+    desktop_page: Page, live_portal: LivePortal, backend: str
+) -> None:
+    page, base, app = desktop_page, live_portal.url, live_portal.app
+    with app.app_context():
+        for name in ("Alpha", "Bravo", "Charlie"):
+            add_gateway(app, name=name, type="sandbox")
+    log_in(page, base)
+    page.goto(f"{base}/sms/admin/gateways/")
+    for _ in range(60):  # the keyboard only: Tab until the button, as an admin would
+        if focused_label(page) == "Move Charlie up":
+            break
+        page.keyboard.press("Tab")
+    assert focused_label(page) == "Move Charlie up"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/gateways/?moved=*")
+    expect(page.locator("#gateway-table tbody tr").nth(1)).to_contain_text("Charlie")
+    assert focused_label(page) == "Move Charlie up"
+    screenshot(page, f"admin-{backend}-9-moved-focus")
+    page.keyboard.press("Enter")  # once more: now first, its ↑ is disabled
+    page.wait_for_function("document.readyState === 'complete'")
+    expect(page.locator("#gateway-table tbody tr").first).to_contain_text("Charlie")
+    assert focused_label(page) == "Move Charlie down"
+    assert gateway_order(app) == [("Charlie", 1), ("Alpha", 2), ("Bravo", 3)]
+
+
+CONTRAST_SCRIPT = """
+(selector) => {
+  function rgb(text) { return text.match(/[\\d.]+/g).slice(0, 4).map(Number); }
+  function luminance([r, g, b]) {
+    const lin = (c) => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  }
+  function background(element) {
+    for (let node = element; node; node = node.parentElement) {
+      const color = rgb(getComputedStyle(node).backgroundColor);
+      if (color.length < 4 || color[3] > 0) return color;
+    }
+    return [255, 255, 255];
+  }
+  return Array.from(document.querySelectorAll(selector))
+    .filter((element) => element.offsetParent !== null && element.textContent.trim())
+    .map((element) => {
+      const fg = luminance(rgb(getComputedStyle(element).color));
+      const bg = luminance(background(element));
+      const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+      return [element.textContent.trim().slice(0, 40), Math.round(ratio * 100) / 100];
+    });
+}
+"""
+HELPER_TEXT = ".muted, .hint, .row p"
+
+
+def test_helper_text_contrast_and_the_days_input(
+    desktop_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
+) -> None:
+    page, base, app = desktop_page, live_portal.url, live_portal.app
+    with app.app_context():
+        gateway = custom_gateway(app, simulator, "Main").id
+    log_in(page, base)
+    measured = []
+    for path in ("gateways/", f"gateways/{gateway}/", "logs/", "settings", ""):
+        page.goto(f"{base}/sms/admin/{path}")
+        found = page.evaluate(CONTRAST_SCRIPT, HELPER_TEXT)
+        assert found, f"no helper text measured on /{path}"
+        measured += [(path, text, ratio) for text, ratio in found]
+    too_faint = [entry for entry in measured if entry[2] < 4.5]
+    assert too_faint == [], too_faint
+
+    page.goto(f"{base}/sms/admin/settings")
+    days = page.get_by_label("Days to expire")
+    expect(days).to_have_attribute("type", "number")
+    expect(days).to_have_value("2")
+    style = days.evaluate(
+        "(e) => { const s = getComputedStyle(e);"
+        " return [s.borderTopLeftRadius, s.borderTopColor, s.paddingLeft, s.width]; }"
+    )
+    assert style[:3] == ["8px", "rgb(203, 213, 225)", "9.6px"], style  # like the other inputs
+    days.fill("2.5")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#days-error")).to_have_text("Not a valid integer value.")
+    expect(days).to_have_value("2.5")
+    screenshot(page, f"admin-{backend}-10-settings")
+    days.fill("7")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    expect(days).to_have_value("7")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 import pytest
@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from portal.extensions import db, sms
 from portal.models import GuestSession
-from sms_ext import Kind, Message, Status
+from sms_ext import Kind, Message, OtpChallenge, Status
+from sms_ext import runtime as sms_runtime
 from tests.browser import (  # noqa: F401 (browser_page_fixture: the fixture)
     browser_page_fixture,
     screenshot,
@@ -90,7 +91,7 @@ def code_texted_to(simulator: GatewaySimulator, phone: str, timeout: float = 15)
     while time.monotonic() < deadline:
         for request in simulator.requests_for("custom"):
             if request.json["to"] == phone:
-                return re.search(r"#(\d{6})$", request.json["text"])[1]
+                return re.search(r"code is (\d{6})", request.json["text"])[1]
         time.sleep(0.05)
     raise AssertionError(f"No text to {phone} reached the gateway within {timeout} s.")
 
@@ -179,3 +180,96 @@ def test_guest_gets_online_with_the_texted_code(
         sms_session = live_portal.app.extensions["sms"].session
         message = sms_session.scalars(select(Message).where(Message.to == PHONE)).one()
         assert (message.kind, message.status, message.to) == (Kind.OTP, Status.SENT, PHONE)
+
+
+def phone_form_submit(page: Page, typed: str) -> int:
+    """Type ``typed`` into the splash page's phone form and send it; the answer's status."""
+    terms = page.locator('input[name="terms"]')
+    if terms.count() and not terms.is_checked():
+        terms.tap()
+    page.locator('input[name="phone"]').fill(typed)
+    with page.expect_response(lambda r: r.request.method == "POST") as sent:
+        page.get_by_role("button", name="Text me a code").tap()
+    return sent.value.status
+
+
+def post_code(page: Page, code: str) -> int:
+    page.locator("#code").fill(code)
+    with page.expect_response(lambda r: r.request.method == "POST") as answered:
+        page.get_by_role("button", name="Connect").tap()
+    return answered.value.status
+
+
+def test_a_mistyped_number_is_corrected_and_a_refresh_spends_no_try(
+    browser_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
+) -> None:
+    """Items 6, 7 and 19: "Use a different number" works at once and is a full-size tap
+    target; the code error is tied to its field; a refresh re-posting a wrong code costs no
+    try; after too many wrong codes only a new code is offered; the venue's look throughout."""
+    page, base = browser_page, live_portal.url
+    splash_url = f"{base}/s/demo/?mac=02:00:00:00:00:01&ip=10.0.0.23"
+    page.goto(splash_url)
+    assert phone_form_submit(page, "083 123 4500") == 200  # one digit wrong
+    expect(page.locator("strong", has_text="+27 83 123 4500")).to_be_visible()
+    expect(page.locator(".brand .venue")).to_have_text("Demo Café")
+    change = page.get_by_role("link", name="Use a different number")
+    box = change.bounding_box()
+    assert box is not None and box["height"] >= 44 and box["width"] >= 44, box
+    fits_the_phone(page)
+    screenshot(page, f"splash-{backend}-6-typo-code-page")
+
+    change.tap()
+    page.wait_for_url(splash_url)
+    expect(page.locator('input[name="phone"]')).to_be_visible()
+    assert phone_form_submit(page, PHONE_TYPED) == 200  # at once: no "Too many codes"
+    expect(page.locator("strong", has_text=PHONE_SHOWN)).to_be_visible()
+    code = code_texted_to(simulator, PHONE)
+
+    wrongs = [c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c != code]
+    assert post_code(page, wrongs[0]) == 400
+    error = page.locator("#code-error")
+    expect(error).to_have_text("That code is not right. 4 tries left.")
+    code_input = page.locator("#code")
+    expect(code_input).to_have_attribute("aria-invalid", "true")
+    expect(code_input).to_have_attribute("aria-describedby", "code-error")
+    fits_the_phone(page)
+    screenshot(page, f"splash-{backend}-7-wrong-code-tied-to-field")
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "resend the form?", if asked
+    with page.expect_response(lambda r: r.request.method == "POST") as refreshed:
+        page.reload()
+    assert refreshed.value.status == 400
+    expect(page.locator("#code-error")).to_have_text("That code is not right. 4 tries left.")
+    with live_portal.app.app_context():
+        challenge = db.session.scalars(
+            select(OtpChallenge).where(OtpChallenge.phone == PHONE)
+        ).one()
+        assert challenge.failed_attempts == 1  # the refresh was not counted
+
+    for wrong in wrongs[1:5]:
+        assert post_code(page, wrong) == 400
+    expect(page.locator("h1")).to_have_text("Ask for a new code")
+    expect(page.locator('[role="alert"]')).to_have_text("Too many wrong codes. Ask for a new code.")
+    expect(page.locator("#code")).to_have_count(0)
+    expect(page.get_by_role("button", name="Send a new code")).to_be_visible()
+    fits_the_phone(page)
+    screenshot(page, f"splash-{backend}-8-too-many-wrong-codes")
+
+
+def test_no_code_form_while_sending_is_off(
+    browser_page: Page, live_portal: LivePortal, backend: str
+) -> None:
+    """Item 5: with sending switched off the guest is told at once, not shown a code form."""
+    with live_portal.app.app_context():
+        state = live_portal.app.extensions["sms"]
+        sms_runtime.save(state, replace(sms_runtime.current(state), sending_enabled=False))
+    page = browser_page
+    page.goto(f"{live_portal.url}/s/demo/?mac=02:00:00:00:00:01&ip=10.0.0.23")
+    assert phone_form_submit(page, PHONE_TYPED) == 503
+    expect(page.locator("h1")).to_have_text("SMS codes are not available right now")
+    expect(page.locator(".brand .venue")).to_have_text("Demo Café")
+    expect(page.locator("#code")).to_have_count(0)
+    fits_the_phone(page)
+    screenshot(page, f"splash-{backend}-9-codes-not-available")
+    with live_portal.app.app_context():
+        assert db.session.scalars(select(OtpChallenge)).all() == []

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -246,3 +251,145 @@ def test_bad_lua_scripts_are_refused(script: str, message: str) -> None:
             {"url": "https://sms.example.com/send", "method": "POST", "lua_script": script}
         )
     assert message in caught.value.errors["lua_script"]
+
+
+# -- Lua: toggle, names, cfg, masking, the documented examples ---------------------------------
+
+DOCS_LUA = Path(__file__).resolve().parent.parent / "docs" / "lua"
+
+
+def scripted(sim: GatewaySimulator, script: str, **config: object) -> CustomDriver:
+    return driver(sim, lua_enabled=True, lua_script=script, **config)
+
+
+def test_msg_carries_the_placeholder_names_and_cfg_the_secrets(simulator: GatewaySimulator) -> None:
+    script = """
+    function build_request(msg, cfg)
+      return {body = json_encode({
+        phone = url_encode(msg.phone), digits = msg.phone_digits, message = msg.message,
+        from = msg.from, reference = msg.reference, key = cfg.api_key, secret = cfg.api_secret,
+        old_to = msg.to, old_from = msg.from_number,
+      })}
+    end
+    """
+    sender = scripted(
+        simulator, script, api_key="key-1", api_secret="secret-1", from_number="Cafe", payload=""
+    )
+    assert sender.send(SMS_OUT).ok
+    assert only_request(simulator).json == {
+        "phone": "%2B27831234567",
+        "digits": "27831234567",
+        "message": HARD,
+        "from": "Cafe",
+        "reference": "42",
+        "key": "key-1",
+        "secret": "secret-1",
+        "old_to": "+27831234567",
+        "old_from": "Cafe",
+    }
+
+
+def test_a_script_switched_off_is_kept_but_not_run(simulator: GatewaySimulator) -> None:
+    breaking = "function build_request(msg) error('must not run') end"
+    config = CustomDriver.validate(
+        {
+            "url": f"{simulator.url}/custom/send",
+            "content_type": "json",
+            "payload": '{"text": "{message}"}',
+            "lua_enabled": False,
+            "lua_script": breaking,
+        }
+    )
+    assert config["lua_script"] == breaking and config["lua_enabled"] is False
+    assert CustomDriver(config, requests.Session()).send(SMS_OUT).ok
+    assert only_request(simulator).json == {"text": HARD}
+    with pytest.raises(GatewayConfigError) as caught:
+        CustomDriver.validate({"url": "https://sms.example.com/send", "lua_enabled": True})
+    assert "Write a script" in caught.value.errors["lua_script"]
+
+
+def test_a_script_error_never_carries_a_secret(simulator: GatewaySimulator) -> None:
+    secret = 'se"cr\\et/+&=1'
+    leaks = [
+        "error(cfg.api_secret)",
+        "error(json_encode({s = cfg.api_secret}))",
+        "error(url_encode(cfg.api_secret))",
+        "error(base64_encode('user:' .. cfg.api_secret))",
+    ]
+    for leak in leaks:
+        result = scripted(
+            simulator, f"function build_request(msg, cfg) {leak} end", api_secret=secret
+        ).send(SMS_OUT)
+        assert not result.ok
+        assert result.error.startswith("Request could not be built: line 1:"), result.error
+        assert "****" in result.error
+        for spelling in (secret, 'se\\"cr', "cr%5Cet", "ZXQvKyY9"):
+            assert spelling not in result.error, (leak, result.error)
+
+
+def test_a_request_using_a_secret_needs_it(simulator: GatewaySimulator) -> None:
+    for where in (
+        {"payload": '{"key": "{api_key}"}'},
+        {"url": "https://sms.example.com/send?key={api_secret}"},
+        {"headers": [{"name": "Authorization", "value": "Bearer {api_key}"}]},
+    ):
+        with pytest.raises(GatewayConfigError) as caught:
+            CustomDriver.validate({"url": "https://sms.example.com/send", **where})
+        field = "api_secret" if "api_secret" in str(where) else "api_key"
+        assert caught.value.errors[field].startswith(f"The request uses {{{field}}}: type the")
+
+
+def test_documented_hmac_example_signs_what_it_sends(simulator: GatewaySimulator) -> None:
+    script = (DOCS_LUA / "hmac_signed_request.lua").read_text()
+    sender = scripted(
+        simulator, script, api_key="key-7", api_secret="signing-secret-7", from_number="Cafe"
+    )
+    before = int(time.time())
+    result = sender.send(SMS_OUT)
+    assert result.ok, result.error
+    recorded = only_request(simulator)
+    timestamp = recorded.headers["x-timestamp"]
+    expected = hmac.new(
+        b"signing-secret-7", timestamp.encode() + b"." + recorded.body, hashlib.sha256
+    ).hexdigest()
+    assert recorded.headers["x-signature"] == expected
+    assert recorded.headers["x-api-key"] == "key-7"
+    assert before <= int(timestamp) <= time.time() + 1
+    assert recorded.json == {"to": "+27831234567", "from": "Cafe", "text": HARD, "reference": "42"}
+    assert "signing-secret-7" not in result.request_summary
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "provider_id", "error", "retryable"),
+    [
+        ("OK 12345", True, "12345", "", False),
+        ("ERR 102 Invalid number\n", False, None, "gateway error 102: Invalid number", False),
+        ("ERR 503 Busy", False, None, "gateway error 503: Busy", True),
+        (
+            "<html>proxy error</html>",
+            False,
+            None,
+            "unexpected answer: <html>proxy error</html>",
+            True,
+        ),
+    ],
+)
+def test_documented_plain_text_example_reads_the_answer(
+    simulator: GatewaySimulator,
+    answer: str,
+    ok: bool,
+    provider_id: str | None,
+    error: str,
+    retryable: bool,
+) -> None:
+    script = (DOCS_LUA / "plain_text_answer.lua").read_text()
+    simulator.set_custom_response(200, answer, {"Content-Type": "text/plain"})
+    sender = scripted(simulator, script, payload='{"to": "{phone}", "text": "{message}"}')
+    result = sender.send(SMS_OUT)
+    assert (result.ok, result.provider_id, result.error, result.retryable) == (
+        ok,
+        provider_id,
+        error,
+        retryable,
+    )
+    assert only_request(simulator).json == {"to": "+27831234567", "text": HARD}

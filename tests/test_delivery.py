@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from flask import Flask
 from rq import Queue
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
 from sms_ext import SMS, Kind, Message, MessageAttempt, MessageError, PhoneNumberError, Status
@@ -183,20 +185,99 @@ def test_locations_and_priority_pick_the_chain(
     assert reload(app_ctx, at_bar).gateway_id == everywhere.id
 
 
-def test_test_send_uses_only_its_gateway(
+def scheduled_retries(app: Flask) -> int:
+    """Delivery jobs RQ's scheduler holds for later, on either queue."""
+    state = app.extensions["sms"]
+    return sum(
+        ScheduledJobRegistry(queue=queue).count for queue in (state.urgent_queue, state.queue)
+    )
+
+
+def test_a_test_send_through_a_failing_gateway_fails_at_once(
     app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
 ) -> None:
-    state = app_ctx.extensions["sms"]
-    # A retry far enough away that the urgent job's last look cannot find it due already.
-    state.settings = replace(state.settings, retry_base_seconds=30)
+    """One try, through its own gateway only (disabled or not), then "failed" with the
+    answer: not two days of retries."""
     custom_gateway(app_ctx, simulator, "primary")
     disabled = custom_gateway(app_ctx, simulator, "candidate", enabled=False)
     simulator.fail_next("custom", "500")
     message = sms.send(TO, "test", kind=Kind.TEST, gateway=disabled)
     drain(app_ctx)
     message = reload(app_ctx, message)
-    assert message.status == Status.QUEUED  # retried later, never through "primary"
+    assert (message.status, message.attempts, message.gateway_id) == (
+        Status.FAILED,
+        1,
+        disabled.id,
+    )
+    assert message.last_error == "candidate: HTTP 500"
+    assert message.failed_at is not None
+    assert scheduled_retries(app_ctx) == 0
+    (attempt,) = attempts(app_ctx, message)
+    assert (attempt.gateway_name, attempt.http_status, attempt.retryable) == (
+        "candidate",
+        500,
+        True,
+    )
     assert [r.path for r in simulator.requests_for("custom")] == ["/custom/candidate"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "retry_after"),
+    [("429", 61), ("429", None), ("503", 3600), ("500", 5), ("timeout", None)],
+)
+def test_a_test_send_waits_only_for_a_short_retry_after(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS, fault: str, retry_after: int | None
+) -> None:
+    simulator.timeout_seconds = 1.0
+    gateway = custom_gateway(app_ctx, simulator, "busy", timeout=0.3)
+    simulator.fail_next("custom", fault, retry_after=retry_after)
+    message = sms.send(TO, "test", kind=Kind.TEST, gateway=gateway)
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.FAILED, 1)
+    assert scheduled_retries(app_ctx) == 0
+    assert len(simulator.requests_for("custom")) == 1
+
+
+@pytest.mark.parametrize("fault", ["429", "503"])
+def test_a_test_send_tries_once_more_after_a_retry_after_of_a_minute_at_most(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS, fault: str
+) -> None:
+    backup = custom_gateway(app_ctx, simulator, "backup")
+    gateway = custom_gateway(app_ctx, simulator, "busy", enabled=False)
+    # A 429 pauses the gateway fleet-wide by Redis' clock, which age() does not move: the
+    # test waits that pause out for real, so it is short (but over the 1 s of clock skew a
+    # claim allows, or the urgent job's last look would take the retry at once).
+    wait = 3 if fault == "429" else 60
+    simulator.fail_next("custom", fault, count=2, retry_after=wait)
+    message = sms.send(TO, "test", kind=Kind.TEST, gateway=gateway)
+    drain(app_ctx)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.QUEUED, 1)
+    waited = (message.next_attempt_at - message.created_at).total_seconds()
+    assert wait < waited <= wait + 2
+    assert scheduled_retries(app_ctx) == 1
+    time.sleep(wait if fault == "429" else 0)
+    retry_now(app_ctx, message)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts) == (Status.FAILED, 2)  # no third try
+    assert f"HTTP {fault}" in message.last_error
+    assert scheduled_retries(app_ctx) == 0
+    paths = [r.path for r in simulator.requests_for("custom")]
+    assert paths == ["/custom/busy", "/custom/busy"]  # never the backup
+    assert backup.id != message.gateway_id
+
+
+def test_a_test_send_succeeds_on_its_second_try(
+    app_ctx: Flask, simulator: GatewaySimulator, sms: SMS
+) -> None:
+    gateway = custom_gateway(app_ctx, simulator, "busy")
+    simulator.fail_next("custom", "503", retry_after=30)
+    message = sms.send(TO, "test", kind=Kind.TEST, gateway=gateway)
+    drain(app_ctx)
+    retry_now(app_ctx, message)
+    message = reload(app_ctx, message)
+    assert (message.status, message.attempts, message.gateway_id) == (Status.SENT, 2, gateway.id)
 
 
 def test_rolled_back_send_enqueues_nothing(

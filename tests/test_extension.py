@@ -10,6 +10,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from sms_ext import SMS, ConfigError, metadata
+from sms_ext.connections import mask_url
 from sms_ext.state import embedded_redis_socket, get_state, stop_embedded_redis
 from tests.conftest import TEST_KEY
 
@@ -116,3 +117,26 @@ def test_embedded_redis_without_url(tmp_path) -> None:
     while os.path.exists(socket) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(socket)  # the server is gone, not left running
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("rediss://user:p%40ss@redis/1", "rediss://user:***@redis/1"),
+        ("unix:///run/redis.sock?db=2&password=s3cret", "unix:///run/redis.sock?db=2&password=***"),
+        (
+            "postgresql+psycopg://portal:s3cret@db/portal",
+            "postgresql+psycopg://portal:***@db/portal",
+        ),
+        (
+            "postgresql+psycopg://portal@/portal?host=/run&Password=x",
+            "postgresql+psycopg://portal@/portal?host=/run&Password=***",
+        ),
+        ("sqlite:////srv/portal/instance/portal.db", "sqlite:////srv/portal/instance/portal.db"),
+        ("redis://redis:6379/0", "redis://redis:6379/0"),
+        ("redis://[", "(an unreadable URL)"),
+    ],
+)
+def test_urls_are_shown_without_their_passwords(url: str, shown: str) -> None:
+    assert mask_url(url) == shown

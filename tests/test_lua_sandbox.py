@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -367,6 +369,12 @@ ESCAPES = [
     "rawget(_ENV, 'python')",
     "xpcall",
     "print",
+    "hmac_sha256_hex.__class__",
+    "hmac_sha256_hex('k', 'd').__class__",
+    "now.__class__",
+    "now().__class__",
+    "base64_decode('aGk=').__class__",
+    "debug.getupvalue(sha256_hex, 1)",
 ]
 
 
@@ -401,9 +409,10 @@ def test_the_environment_has_exactly_the_whitelist() -> None:
     result = run_script(script, "build_request", MESSAGE)
 
     assert result == {
-        "names": "_VERSION assert base64_encode build_request coroutine error ipairs json_decode "
-        "json_encode math next os pairs pcall rawequal rawget rawlen rawset select string table "
-        "tonumber tostring type url_encode utf8",
+        "names": "_VERSION assert base64_decode base64_encode build_request coroutine error "
+        "hmac_sha256_base64 hmac_sha256_hex ipairs json_decode json_encode math next now os "
+        "pairs pcall rawequal rawget rawlen rawset select sha256_hex string table tonumber "
+        "tostring type url_encode utf8",
         "os": "clock date time",
     }
 
@@ -856,3 +865,45 @@ def test_helpers_do_not_outlive_a_killed_user(mode: str) -> None:
 
     assert [pid for pid in pids if not has_exited(pid)] == []
     assert time.monotonic() - killed < 2
+
+
+def test_signing_helpers_match_python() -> None:
+    script = """
+    function build_request(msg, cfg)
+      return {
+        hex = hmac_sha256_hex(cfg.api_secret, msg.message),
+        b64 = hmac_sha256_base64(cfg.api_secret, msg.message),
+        digest = sha256_hex(msg.message),
+        decoded = base64_decode(base64_encode(msg.message)),
+        number = sha256_hex(12),
+        now = now(),
+      }
+    end
+    """
+    text = MESSAGE["message"].encode()
+    mac = hmac.new(b"s3cret", text, hashlib.sha256)
+    before = int(time.time())
+
+    result = call_script_isolated(script, "build_request", MESSAGE, config={"api_secret": "s3cret"})
+
+    assert isinstance(result, dict)
+    assert result["hex"] == mac.hexdigest()
+    assert result["b64"] == base64.b64encode(mac.digest()).decode()
+    assert result["digest"] == hashlib.sha256(text).hexdigest()
+    assert result["decoded"] == MESSAGE["message"]
+    assert result["number"] == hashlib.sha256(b"12").hexdigest()
+    assert before <= result["now"] <= time.time() + 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("hmac_sha256_hex(nil, 'x')", "hmac_sha256_hex: expected a string, got nil"),
+        ("sha256_hex({})", "sha256_hex: expected a string, got table"),
+        ("base64_decode('not base64!')", "base64_decode: the input is not valid"),
+    ],
+)
+def test_signing_helpers_refuse_what_is_not_a_string(call: str, message: str) -> None:
+    assert script_error(f"function build_request()\n  return {{x = {call}}}\nend") == (
+        f"line 2: {message}"
+    )

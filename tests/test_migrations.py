@@ -50,3 +50,26 @@ def test_upgrade_matches_models_and_downgrades(empty_database: str) -> None:
         with db.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_gateways_that_had_a_script_keep_running_it(empty_database: str) -> None:
+    """The Lua toggle (b2c3d4e5f6a7) starts on where a script was saved: it used to run."""
+    app = create_app({"SECRET_KEY": TEST_KEY, "SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="b1c2d3e4f5a6")
+        insert = text(
+            "INSERT INTO sms_gateway (name, type, enabled, priority, locations, settings,"
+            " created_at, updated_at) VALUES (:name, 'custom', true, 1, '[]', :settings,"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+        with db.engine.begin() as connection:
+            connection.execute(insert, {"name": "plain", "settings": '{"url": "https://x.io"}'})
+            connection.execute(insert, {"name": "scripted", "settings": '{"lua_script": "x=1"}'})
+        upgrade(revision="b2c3d4e5f6a7")
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT name, lua_enabled FROM sms_gateway ORDER BY name")
+            )
+            assert [(name, bool(on)) for name, on in rows] == [("plain", False), ("scripted", True)]
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sms_ext.text.phone import MAX_INPUT_LENGTH, PhoneNumberError, normalize_phone
+from sms_ext.text.phone import MAX_INPUT_LENGTH, PhoneNumberError, calling_code, normalize_phone
 
 DE_MOBILE = "+4915123456789"
 
@@ -167,3 +167,26 @@ def test_a_number_belongs_to_its_own_region(e164: str, region: str, kwargs: dict
     with pytest.raises(PhoneNumberError) as info:
         normalize_phone(e164, allowed_regions=["FR"], **kwargs)
     assert info.value.code == "region_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "e164",
+    [
+        "+881612345678",  # Iridium-class satellite phone, reported as a mobile
+        "+8823421234",  # international network (GMSS), reported as a mobile
+        "+870301234567",  # Inmarsat
+    ],
+)
+def test_international_networks_are_refused_unless_allowed(e164: str) -> None:
+    """Pumping fraud favours satellite and international-network ranges: phonenumbers calls
+    them mobiles, so the mobile-only policy alone let them through."""
+    with pytest.raises(PhoneNumberError) as info:
+        normalize_phone(e164, allow_international_networks=False)
+    assert info.value.code == "region_not_allowed"
+    assert "Satellite phones and international network numbers" in str(info.value)
+    assert normalize_phone(e164) == e164  # an admin's own sends accept them
+
+
+def test_calling_code() -> None:
+    assert calling_code("+27831234567") == "27"
+    assert calling_code("+881612345678") == "881"

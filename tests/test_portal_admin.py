@@ -99,3 +99,16 @@ def test_create_admin_command(portal_app: Flask) -> None:
         admin = db.session.scalar(select(Admin).where(Admin.username == "boss"))
         assert admin.check_password("another long one")
         assert "another long one" not in admin.password_hash
+
+
+def test_a_username_the_database_cannot_compare_is_refused_with_a_sentence(
+    portal_app: Flask,
+) -> None:
+    add_admin(portal_app)
+    client = portal_app.test_client()
+    for username in ("o\x00ps", "ops\nadmin", "x" * 81):
+        page = client.post("/admin/login", data={"username": username, "password": "whatever"})
+        assert page.status_code == 400, username
+        text = page.get_data(as_text=True)
+        assert "Username must" in text
+    assert "Log out" not in client.get("/admin/login").get_data(as_text=True)

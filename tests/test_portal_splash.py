@@ -364,7 +364,7 @@ def test_demo_pages_can_be_switched_off(database_urls: dict[str, str], redis_url
             "SECRET_KEY": TEST_KEY,
             "SQLALCHEMY_DATABASE_URI": database_urls["sqlite"],
             "SMS_REDIS_URL": redis_url,
-            "PORTAL_DEMO_PAGES": False,
+            "PORTAL_DEMO": False,
         }
     )
     client = app.test_client()
@@ -446,3 +446,21 @@ def test_a_stalled_database_answers_a_quick_503(
     assert "unavailable right now" in response.get_data(as_text=True)
     assert elapsed < 5
     assert rows(portal_app, Message) == []
+
+
+def test_the_code_page_carries_the_venues_branding(portal_app: Flask, client: FlaskClient) -> None:
+    add_location(portal_app, otp=True)
+    page = submit(client, "/s/cafe/", phone="0831234567")
+    assert page.status_code == 503  # no gateway yet: no code form, the venue's look all the same
+    brand = re.compile(
+        r'<header class="brand">.*Free Wi-Fi.*<p class="venue">Café Central</p>'
+        r'.*<p class="venue-title">Wi-Fi at Café Central</p>.*</header>',
+        re.S,
+    )
+    assert brand.search(page.get_data(as_text=True))
+    with portal_app.app_context():
+        db.session.add(Gateway(name="sandbox", type="sandbox", priority=1))
+        db.session.commit()
+    page = submit(client, "/s/cafe/", phone="0831234567")
+    assert page.status_code == 200 and 'id="code"' in page.get_data(as_text=True)
+    assert brand.search(page.get_data(as_text=True))

@@ -2,7 +2,9 @@
 
 One grouped query over the last 14 days of ``created_at`` (served by its index) feeds every
 figure: counts by day, gateway and status, a few hundred rows at most whatever the table size.
-Messages count on the day they were created, in UTC.
+Messages count on the day they were created, in UTC. Above them, what keeps messages or guests
+from getting through right now: sending switched off, no gateway, failing gateways, and the
+daily budgets of guest codes that refused guests today (one Redis read).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from flask import render_template
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .. import runtime
 from ..models import Gateway, Message, MessageAttempt, Status, utcnow
-from ..state import get_state
+from ..otp import budgets
+from ..state import SMSState, get_state
 from . import bp
 
 CHART_DAYS = 14
@@ -123,10 +128,19 @@ def chart(days: list[date], per_day: dict[date, Tally]) -> dict[str, object]:
     }
 
 
+def budget_warnings(state: SMSState) -> list[str]:
+    """One line per daily budget of codes that refused guests today."""
+    try:
+        return [refusals.text for refusals in budgets.today(state)]
+    except RedisError:
+        return ["Daily budgets of guest codes cannot be read: Redis is unreachable."]
+
+
 @bp.get("/")
 def dashboard() -> str:
     """Figures an admin looks at first."""
-    session = get_state().session
+    state = get_state()
+    session = state.session
     today = utcnow().date()
     days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
     week_start = today - timedelta(days=WEEK_DAYS - 1)
@@ -158,12 +172,17 @@ def dashboard() -> str:
             row.today.add(status, count)
 
     warnings = []
+    if not runtime.current(state).sending_enabled:
+        warnings.append(
+            "Sending is switched off in the settings: no SMS goes out, and guests cannot get codes."
+        )
     if not any(g.enabled for g in gateways):
         warnings.append("No enabled gateway: messages cannot be sent.")
     for name in failing_gateways(session, gateways):
         warnings.append(
             f"Gateway “{name}” is failing repeatedly: its last {FAILING_STREAK} attempts failed."
         )
+    warnings.extend(budget_warnings(state))
     return render_template(
         "sms/admin/dashboard.html",
         today=today_total,

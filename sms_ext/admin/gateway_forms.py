@@ -1,7 +1,9 @@
 """The gateway forms of the admin: one form class per gateway type, and the helpers that fill
 them from a gateway or a preset and read them back into the store's form-shaped data.
 
-Secrets are write-only: their inputs are always rendered empty and only a mask is shown.
+Secrets are write-only: a page never renders a stored secret, only a mask. What the admin typed
+is rendered back into its (password) input when the same form comes back with a preview or an
+error, so a preview followed by "Save" keeps it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.widgets import PasswordInput
 
 from ..gateways import driver_class
 from ..gateways.presets import PRESETS
-from ..gateways.store import LIMIT_FIELDS
+from ..gateways.store import LIMIT_FIELDS, gateway_settings
 from ..models import Gateway
 from ..state import get_state
 
@@ -55,7 +58,10 @@ class ActionForm(FlaskForm):
 
 
 def _secret(label: str) -> PasswordField:
-    return PasswordField(label, render_kw={"autocomplete": "new-password"})
+    """A write-only secret input: empty on a fresh page, the typed value on a re-rendered one."""
+    return PasswordField(
+        label, widget=PasswordInput(hide_value=False), render_kw={"autocomplete": "new-password"}
+    )
 
 
 class GatewayForm(FlaskForm):
@@ -95,6 +101,7 @@ class CustomForm(GatewayForm):
         "from_number",
         "timeout",
         "verify_ssl",
+        "lua_enabled",
         "lua_script",
     )
     url = StringField("URL", description="Placeholders are allowed, e.g. /send?to={phone}.")
@@ -117,9 +124,14 @@ class CustomForm(GatewayForm):
     api_key = _secret("API key")
     api_secret = _secret("API secret")
     from_number = StringField("From / sender ID", description="Fills {from}.")
+    lua_enabled = BooleanField(
+        "Use custom Lua script",
+        description="Off: the script below is kept but not run.",
+    )
     lua_script = TextAreaField(
         "Lua script (advanced)",
-        description="Optional build_request / parse_response functions, run sandboxed.",
+        description="build_request(msg, cfg) and/or parse_response(resp, cfg), run sandboxed; "
+        "msg has the placeholders' names (msg.phone, msg.message...), cfg the API key and secret.",
     )
 
 
@@ -190,7 +202,8 @@ def stored_hints(kind: str, gateway: Gateway | None) -> dict[str, str]:
         return {}
     stored = get_state().vault.open(gateway.secrets_sealed)
     return {
-        name: f"stored: {mask(str(stored[name]))} \u2014 leave blank to keep"
+        name: f"stored: {mask(str(stored[name]))} \u2014 leave blank to keep it (changing where "
+        "requests go asks for it again)"
         for name in driver_class(kind).secret_fields
         if stored.get(name)
     }
@@ -220,7 +233,7 @@ def initial_data(kind: str, gateway: Gateway | None) -> dict[str, Any]:
             },
         }
         if gateway.type == kind:
-            data.update(gateway.settings or {})
+            data.update(gateway_settings(gateway))
     for name in driver_class(kind).secret_fields:
         data.pop(name, None)
     if isinstance(data.get("timeout"), float):

@@ -1,8 +1,9 @@
 """Admin pages for gateways: list and order them, edit them per type, preview and test them.
 
 Every change goes through :func:`sms_ext.gateway_store.save_gateway`, so the form validates
-exactly like the CLI and file imports. Secrets are write-only here: their inputs are always
-rendered empty, a blank one keeps the stored value, and pages only ever show a mask.
+exactly like the CLI and file imports. Secrets are write-only here: a stored one is never
+rendered (pages show a mask), a blank input keeps it while the destination stays the same, and
+what the admin typed survives a preview or a refused save in its input.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select, update
 
+from ..checks import INT32_MAX, parse_id
 from ..errors import GatewayConfigError, MessageError, PhoneNumberError
-from ..gateways import OutgoingSMS, driver_class
+from ..gateways import DRIVERS, Driver, OutgoingSMS, driver_class
 from ..gateways.balance import refresh_balance
 from ..gateways.health import describe
 from ..gateways.payload import PLACEHOLDERS
 from ..gateways.presets import PRESETS
 from ..gateways.store import LIMIT_FIELDS, preview_request, save_gateway
 from ..messages import outbox
-from ..models import Gateway, Kind, Message, MessageAttempt, Status
+from ..models import Gateway, Kind, Message, MessageAttempt, utcnow
 from ..state import get_state
 from ..text.phone import normalize_phone
 from . import bp
@@ -38,6 +40,7 @@ from .gateway_forms import (
     stored_hints,
     submitted_data,
 )
+from .gateway_test_panel import REFRESH_SECONDS, TEST_EXPIRES, GatewayTestPanel, panel_for
 
 TEST_MESSAGE = "Test message from the SMS admin: this gateway works."
 
@@ -54,8 +57,10 @@ def _renumber(gateways: list[Gateway]) -> None:
         gateway.priority = position
 
 
-def _gateway(gateway_id: int) -> Gateway:
-    gateway = get_state().session.get(Gateway, gateway_id)
+def _gateway(gateway_id: int | str) -> Gateway:
+    """The gateway of a URL, or 404 (also for ids no ``Integer`` column holds)."""
+    known = parse_id(gateway_id, INT32_MAX)
+    gateway = get_state().session.get(Gateway, known) if known is not None else None
     if gateway is None:
         abort(404)
     return gateway
@@ -68,6 +73,7 @@ def _page(
     *,
     errors: Mapping[str, str] | None = None,
     preview: str | None = None,
+    test: GatewayTestPanel | None = None,
     status: int = 200,
 ) -> ResponseReturnValue:
     errors = dict(errors or {})
@@ -80,7 +86,8 @@ def _page(
         *LIMIT_FIELDS,
         *form.layout,
     }
-    test_message, refresh = _test_message(gateway)
+    test = test or panel_for(gateway)
+    refresh = test is not None and test.refresh
     typed_secret = any(form[name].data for name in driver_class(kind).secret_fields)
     html = render_template(
         "sms/admin/gateways/form.html",
@@ -95,28 +102,15 @@ def _page(
         presets=PRESETS,
         placeholders=PLACEHOLDERS,
         preview=preview,
-        secrets_dropped=typed_secret and (preview is not None or bool(errors)),
-        test_message=test_message,
-        refresh=refresh,
+        test=test,
+        refresh_seconds=REFRESH_SECONDS,
         test_form=ActionForm(formdata=None),
     )
     # An explicit target: refreshing a URL with a #fragment is only a jump within the page.
-    headers = {"Refresh": f"2; url={request.full_path}"} if refresh else {}
+    headers = {"Refresh": f"{REFRESH_SECONDS}; url={request.full_path}"} if refresh else {}
+    if typed_secret:  # rendered back into its input: keep the page out of every cache
+        headers["Cache-Control"] = "no-store"
     return html, status, headers
-
-
-def _test_message(gateway: Gateway | None) -> tuple[Message | None, bool]:
-    """The test message named in ``?test=`` when it went through this gateway."""
-    if gateway is None:
-        return None, False
-    try:
-        message_id = int(request.args.get("test", ""))
-    except ValueError:
-        return None, False
-    message = get_state().session.get(Message, message_id)
-    if message is None or message.gateway_id != gateway.id or message.kind != Kind.TEST:
-        return None, False
-    return message, message.status in (Status.QUEUED, Status.SENDING)
 
 
 # -- list and order ---------------------------------------------------------------------------
@@ -145,7 +139,19 @@ def gateways() -> str:
         health={gateway_id: describe(view) for gateway_id, view in views.items()},
         type_labels=TYPE_LABELS,
         presets=PRESETS,
+        reports_balance=reports_balance,
+        moved=_moved(),
     )
+
+
+def _moved() -> tuple[int, str] | None:
+    """The gateway just moved with ↑/↓ and the way it went (``?moved=3&direction=up``): its
+    button gets the keyboard focus back after the page reloads."""
+    moved, direction = request.args.get("moved", ""), request.args.get("direction", "")
+    gateway_id = parse_id(moved, INT32_MAX)
+    if gateway_id is not None and direction in ("up", "down"):
+        return gateway_id, direction
+    return None
 
 
 @bp.post("/gateways/<int:gateway_id>/toggle")
@@ -158,11 +164,22 @@ def gateway_toggle(gateway_id: int) -> ResponseReturnValue:
     return redirect(url_for(".gateways"), 303)
 
 
+def reports_balance(kind: str) -> bool:
+    """Whether gateways of this type can tell their balance: their driver asks the provider
+    (the base driver's answer is only "this type does not report a balance")."""
+    driver = DRIVERS.get(kind)
+    return driver is not None and driver.check_balance is not Driver.check_balance
+
+
 @bp.post("/gateways/<int:gateway_id>/balance")
 def gateway_balance(gateway_id: int) -> ResponseReturnValue:
     """Ask the provider for the balance now (the list shows the last answer)."""
     check_action()
     gateway = _gateway(gateway_id)
+    if not reports_balance(gateway.type):
+        label = TYPE_LABELS.get(gateway.type, gateway.type)
+        flash(f"{gateway.name}: {label} gateways do not report a balance.", "error")
+        return redirect(url_for(".gateways"), 303)
     refresh_balance(get_state(), gateway)
     if gateway.balance is None:
         flash(f"{gateway.name}: no balance. {gateway.balance_error}", "error")
@@ -185,7 +202,10 @@ def gateway_move(gateway_id: int) -> ResponseReturnValue:
         ordered[index], ordered[other] = ordered[other], ordered[index]
     _renumber(ordered)
     get_state().session.commit()
-    return redirect(url_for(".gateways", _anchor=f"gateway-{gateway.id}"), 303)
+    # No #fragment: browsers ignore autofocus on a page opened at one, and the focused
+    # button scrolls into view by itself.
+    direction = request.form["direction"]
+    return redirect(url_for(".gateways", moved=gateway.id, direction=direction), 303)
 
 
 @bp.post("/gateways/order")
@@ -195,8 +215,9 @@ def gateway_order() -> ResponseReturnValue:
     wanted: list[int] = []
     for raw in request.form.getlist("ids"):
         for part in raw.split(","):
-            if part.strip().isdigit() and int(part) not in wanted:
-                wanted.append(int(part))
+            gateway_id = parse_id(part, INT32_MAX)
+            if gateway_id is not None and gateway_id not in wanted:
+                wanted.append(gateway_id)
     ordered = _ordered()
     by_id = {gateway.id: gateway for gateway in ordered}
     first = [by_id[i] for i in wanted if i in by_id]
@@ -213,7 +234,9 @@ def _save(kind: str, gateway: Gateway | None) -> ResponseReturnValue:
     check_csrf(form)
     state = get_state()
     try:
-        saved = save_gateway(state.session, state.vault, submitted_data(form, kind), gateway)
+        data = submitted_data(form, kind)
+        deny_private = state.settings.gateway_deny_private
+        saved = save_gateway(state.session, state.vault, data, gateway, deny_private=deny_private)
         state.session.commit()
     except GatewayConfigError as exc:
         state.session.rollback()
@@ -265,7 +288,7 @@ def gateway_delete(gateway_id: int) -> ResponseReturnValue:
 def gateway_preview() -> ResponseReturnValue:
     """The masked request the form's current values would send, without saving anything."""
     gateway_id = request.args.get("gateway", "")
-    gateway = _gateway(int(gateway_id)) if gateway_id.isdigit() else None
+    gateway = _gateway(gateway_id) if gateway_id else None
     kind = form_kind(gateway)
     form = build_form(kind, gateway, submitted=True)
     check_csrf(form)
@@ -291,18 +314,30 @@ def gateway_preview() -> ResponseReturnValue:
 
 @bp.post("/gateways/<int:gateway_id>/test")
 def gateway_test(gateway_id: int) -> ResponseReturnValue:
-    """Send a test SMS through this gateway only (even when disabled)."""
+    """Send a test SMS through this gateway only (even when disabled), tried once.
+
+    A refused number is shown next to the test form, the typed number kept in the field.
+    """
     check_action()
     gateway = _gateway(gateway_id)
     state = get_state()
+    phone = request.form.get("phone", "").strip()
     try:
         row = outbox.compose(
-            state, request.form.get("phone", ""), TEST_MESSAGE, kind=Kind.TEST, gateway=gateway
+            state,
+            phone,
+            TEST_MESSAGE,
+            kind=Kind.TEST,
+            gateway=gateway,
+            expires_at=utcnow() + TEST_EXPIRES,
         )
         message = outbox.queue_one(state, row, commit=True)
     except (PhoneNumberError, MessageError) as exc:
-        flash(f"Test not sent: {exc}", "error")
-        return redirect(url_for(".gateway_edit", gateway_id=gateway.id, _anchor="test"), 303)
+        state.session.rollback()
+        kind = form_kind(gateway)
+        form = build_form(kind, gateway, submitted=False)
+        panel = GatewayTestPanel(phone=phone[:40], error=str(exc))
+        return _page(form, kind, gateway, test=panel, status=400)
     return redirect(
         url_for(".gateway_edit", gateway_id=gateway.id, test=message.id, _anchor="test"), 303
     )

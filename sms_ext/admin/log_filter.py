@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement
 
+from ..checks import parse_id, text_problem
 from ..errors import PhoneNumberError
 from ..models import Kind, Message, Status
 from ..state import get_state
@@ -108,16 +109,16 @@ def parse_filters(
         errors.append("From date must be on or before the To date.")
     phone = _phone_prefix(args.get("phone", ""), errors)
     location = args.get("location", "").strip() or None
-    if location and len(location) > 80:
-        errors.append("Location must be at most 80 characters.")
+    if location and (problem := text_problem(location, "Location", 80)):
+        errors.append(problem)
         location = None
     gateway: int | None = None
     raw_gateway = args.get("gateway", "").strip()
     if raw_gateway:
-        if not raw_gateway.isdigit() or int(raw_gateway) not in gateways:
+        gateway = parse_id(raw_gateway)
+        if gateway not in gateways:
             errors.append("Gateway: choose one from the list.")
-        else:
-            gateway = int(raw_gateway)
+            gateway = None
     flt = LogFilter(status, kind, date_from, date_to, phone, location, gateway)
     return flt, errors
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from ..checks import parse_id
 from ..models import Gateway, Kind, Message, MessageAttempt, Status, utcnow
 from ..state import get_state
 from . import bp
@@ -30,6 +32,17 @@ EXPORT_BATCH = 1000
 MASK = "•••"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """Cell openings a spreadsheet may run as a formula (OWASP's CSV-injection list)."""
+
+_PHONE_CELL = re.compile(rf"\+[0-9 {MASK[0]}]*")
+
+KIND_LABELS = {
+    Kind.OTP: "OTP",
+    Kind.PERSONAL: "Personal",
+    Kind.VOUCHER: "Voucher",
+    Kind.CAMPAIGN: "Campaign",
+    Kind.TEST: "Test",
+}
+"""How pages name message types ("OTP", which capitalising the stored value would not give)."""
 
 EXPORT_COLUMNS = (
     "message_id",
@@ -91,10 +104,10 @@ def _cursor(name: str, errors: list[str]) -> int | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    cursor = parse_id(raw)
+    if cursor is None:
         errors.append(f"'{name}' must be a message id.")
-        return None
-    return int(raw)
+    return cursor
 
 
 @bp.get("/logs/")
@@ -131,7 +144,7 @@ def logs() -> tuple[str, int]:
         filter_args=flt.query_args(),
         gateways=names,
         statuses=tuple(Status),
-        kinds=tuple(Kind),
+        kinds=KIND_LABELS,
         newer=newer,
         older=older,
         recipient=(lambda number: number) if full else mask_phone,
@@ -142,7 +155,7 @@ def logs() -> tuple[str, int]:
 def log_detail(message_id: int) -> str:
     """Everything about one message, every attempt included."""
     session = get_state().session
-    message = session.get(Message, message_id)
+    message = session.get(Message, message_id) if parse_id(message_id) else None
     if message is None:
         abort(404)
     attempts = session.scalars(
@@ -154,6 +167,7 @@ def log_detail(message_id: int) -> str:
     return render_template(
         "sms/admin/logs/detail.html",
         message=message,
+        kinds=KIND_LABELS,
         attempts=attempts,
         recipient=message.to if full else mask_phone(message.to),
     )
@@ -169,9 +183,17 @@ def neutralise(cell: object) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+def recipient_cell(number: str) -> str:
+    """A phone number (whole or masked) as it is: ``+``, digits, spaces and dots cannot make a
+    formula, and an apostrophe before every number of the sheet would only be in the way.
+    Anything else (a row written around :func:`~sms_ext.messages.outbox.compose`) is
+    neutralised like any other cell."""
+    return number if _PHONE_CELL.fullmatch(number) else neutralise(number)
+
+
 @bp.get("/logs/export.csv")
 def logs_export() -> Response:
-    """The filtered rows as CSV, oldest first, streamed in id batches.
+    """The filtered rows as CSV, newest first like the table, streamed in id batches.
 
     The recipient follows the same rule as the table: full E.164 only when the admin may see
     full numbers. An export that unmasks what the screen masks would make the masking
@@ -193,10 +215,11 @@ def logs_export() -> Response:
         writer = csv.writer(buffer)
         buffer.write("\ufeff")  # BOM: Excel then reads the file as UTF-8
         writer.writerow(EXPORT_COLUMNS)
-        last = 0
+        batches = stmt.order_by(Message.id.desc()).limit(EXPORT_BATCH)
+        last: int | None = None
         while True:
             batch = session.execute(
-                stmt.where(Message.id > last).order_by(Message.id.asc()).limit(EXPORT_BATCH)
+                batches if last is None else batches.where(Message.id < last)
             ).all()
             for row in batch:
                 writer.writerow(
@@ -206,7 +229,7 @@ def logs_export() -> Response:
                         _iso(row.sent_at),
                         row.status,
                         row.kind,
-                        neutralise(recipient(row.to)),
+                        recipient_cell(recipient(row.to)),
                         neutralise(row.location),
                         neutralise(names.get(row.gateway_id, "")),
                         neutralise(row.provider_message_id),

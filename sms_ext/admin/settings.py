@@ -1,4 +1,9 @@
-"""Global SMS settings: sending on/off, days to expire, debug logging."""
+"""Global SMS settings: sending on/off, days to expire, debug logging.
+
+Days to expire is a whole number of days on this page (``SMS_DAYS_TO_EXPIRE`` may still give
+a fraction, e.g. for tests): an admin thinks in days, and a number input with steps of one
+says so before the form is sent.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import replace
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DecimalField
+from wtforms import BooleanField, IntegerField
 from wtforms.validators import InputRequired, NumberRange
 
 from .. import runtime
@@ -17,12 +22,11 @@ from . import bp
 
 class SettingsForm(FlaskForm):
     sending_enabled = BooleanField("Send SMS")
-    days_to_expire = DecimalField(
+    days_to_expire = IntegerField(
         "Days to expire",
-        places=2,
         validators=[
             InputRequired("Days to expire is required."),
-            NumberRange(0.01, runtime.MAX_DAYS, f"Use a number from 0.01 to {runtime.MAX_DAYS}."),
+            NumberRange(1, runtime.MAX_DAYS, f"Use a whole number from 1 to {runtime.MAX_DAYS}."),
         ],
     )
     debug_logging = BooleanField("Debug logging")
@@ -32,7 +36,9 @@ class SettingsForm(FlaskForm):
 def settings() -> ResponseReturnValue:
     state = get_state()
     current = runtime.current(state)
-    form = SettingsForm(data={**current.__dict__})
+    days = current.days_to_expire
+    shown = int(days) if float(days).is_integer() else days  # "2", not "2.0"
+    form = SettingsForm(data={**current.__dict__, "days_to_expire": shown})
     if form.validate_on_submit():
         updated = replace(
             current,
@@ -44,4 +50,4 @@ def settings() -> ResponseReturnValue:
         flash("Settings saved. Other processes apply them within a few seconds.", "ok")
         return redirect(url_for("sms_admin.settings"))
     status = 400 if form.errors else 200
-    return render_template("sms/admin/settings.html", form=form), status
+    return render_template("sms/admin/settings.html", form=form, max_days=runtime.MAX_DAYS), status

@@ -12,7 +12,8 @@ from .store import gateway_config
 
 def refresh_balance(state: SMSState, gateway: Gateway) -> None:
     """Check and store ``gateway``'s balance (or why there is none); commits."""
-    driver = make_driver(gateway.type, gateway_config(gateway, state.vault), http_session())
+    session = http_session(deny_private=state.settings.gateway_deny_private)
+    driver = make_driver(gateway.type, gateway_config(gateway, state.vault), session)
     amount = driver.check_balance()
     gateway.balance = amount
     gateway.balance_error = None if amount is not None else storable(driver.last_error)[:500]

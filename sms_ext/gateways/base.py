@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import requests
 
 from ..errors import GatewayConfigError, LuaScriptError
-from .masking import redact, summarize
+from .masking import STORED_MASK, redact, show_stored_mask, summarize
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,13 @@ class Driver(ABC):
     def validate(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """Check and normalise a config; raise :class:`GatewayConfigError` listing every problem."""
 
+    @classmethod
+    def destination(cls, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """Where ``config`` (form-shaped, unvalidated) would send the secrets. A stored secret is
+        only ever sent to where it was typed for: when the destination changes, the store
+        asks for the secrets again instead of keeping the stored ones."""
+        return ()
+
     @abstractmethod
     def send(self, sms: OutgoingSMS) -> SendResult:
         """Hand one message to the provider. Never raises for provider or network trouble."""
@@ -120,7 +127,7 @@ class Driver(ABC):
             call = self.prepare(sms)
         except (ValueError, LuaScriptError) as exc:
             raise GatewayConfigError({"preview": redact(str(exc), self.secrets)}) from None
-        return summarize(call, self.secrets)
+        return show_stored_mask(summarize(call, self.secrets))
 
     def check_balance(self) -> Decimal | None:
         """The account balance when the provider tells it, else ``None`` (see last_error)."""
@@ -130,4 +137,5 @@ class Driver(ABC):
     @property
     def secrets(self) -> list[str]:
         """Secret values of this config, to mask wherever they could appear."""
-        return [str(self.config[name]) for name in self.secret_fields if self.config.get(name)]
+        values = (str(self.config.get(name) or "") for name in self.secret_fields)
+        return [value for value in values if value and value != STORED_MASK]

@@ -1,9 +1,10 @@
 """The custom HTTP gateway: any provider reachable with one HTTP request per message.
 
 The admin describes the request (URL, method, form or JSON payload template, headers) and how
-to recognise success (a substring of the answer). An optional Lua script can build the request
-and/or read the answer for providers that need more than a template; it runs sandboxed, in a
-child process with a hard deadline.
+to recognise success (a substring of the answer). An optional Lua script, run only while its
+"Use custom Lua script" toggle is on, can build the request and/or read the answer for
+providers that need more than a template; it runs sandboxed, in a child process with a hard
+deadline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import GatewayConfigError
 from . import fields, lua_sandbox, payload
 from .base import Driver, OutgoingSMS, PreparedCall, SendResult
 from .http import Exchange, exchange
+from .masking import redact
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 MAX_HEADERS = 20
@@ -42,6 +44,9 @@ def _headers(raw: Any, errors: dict[str, str]) -> list[dict[str, str]]:
         return []
     cleaned: list[dict[str, str]] = []
     for number, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping | None):
+            errors["headers"] = f"Header {number} must be a {{name, value}} row."
+            continue
         name = str((row or {}).get("name") or "")
         value = str((row or {}).get("value") or "")
         if not name.strip() and not value.strip():
@@ -58,15 +63,35 @@ def _headers(raw: Any, errors: dict[str, str]) -> list[dict[str, str]]:
     return cleaned
 
 
-def _lua_script(config: Mapping[str, Any], errors: dict[str, str]) -> str:
+def _lua_script(config: Mapping[str, Any], enabled: bool, errors: dict[str, str]) -> str:
+    """The script, kept even while switched off; checked only when it is to run, so an admin
+    can park a draft."""
     script = str(config.get("lua_script") or "")
-    if script.strip():
+    if not script.strip():
+        if enabled:
+            errors["lua_script"] = "Write a script, or turn off \u201cUse custom Lua script\u201d."
+        return ""
+    if enabled:
         try:
             if not lua_sandbox.check_script(script) & {"build_request", "parse_response"}:
                 errors["lua_script"] = "The script must define build_request or parse_response."
         except lua_sandbox.LuaScriptError as exc:
             errors["lua_script"] = f"Lua script: {exc}"
-    return script if script.strip() else ""
+    return script
+
+
+SECRET_LABELS = {"api_key": "API key", "api_secret": "API secret"}
+
+
+def _secrets_in_use(normalised: Mapping[str, Any], errors: dict[str, str]) -> None:
+    """A template that sends ``{api_key}`` with no key would fail at every message: refuse it
+    now, under the secret's field."""
+    templates = [normalised["url"], normalised["payload"]]
+    templates += [row["value"] for row in normalised["headers"]]
+    used = {name for text in templates for name in payload.PLACEHOLDER.findall(text)}
+    for name, label in SECRET_LABELS.items():
+        if name in used and not normalised[name] and name not in errors:
+            errors[name] = f"The request uses {{{name}}}: type the {label}."
 
 
 def find_message_id(document: object) -> str | None:
@@ -105,9 +130,17 @@ class CustomDriver(Driver):
         "api_key",
         "api_secret",
         "from_number",
+        "lua_enabled",
         "lua_script",
     )
     secret_fields = ("api_key", "api_secret")
+
+    @classmethod
+    def destination(cls, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """The URL, and the script when it runs: a script can send the request anywhere."""
+        script = str(config.get("lua_script") or "").strip()
+        scripted = fields.boolean(config, "lua_enabled", bool(script)) and script
+        return (fields.destination_url(config, "url"), script if scripted else "")
 
     @classmethod
     def validate(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +165,9 @@ class CustomDriver(Driver):
                 payload.validate_template(template, content_type)
             except payload.TemplateError as exc:
                 errors["payload"] = str(exc)
-        normalised = {
+        # Absent (an export from before the toggle existed): on when there is a script.
+        use_lua = fields.boolean(config, "lua_enabled", bool(fields.text(config, "lua_script")))
+        normalised: dict[str, Any] = {
             "url": url,
             "method": method,
             "content_type": content_type,
@@ -144,8 +179,10 @@ class CustomDriver(Driver):
             "api_key": fields.text(config, "api_key"),
             "api_secret": fields.text(config, "api_secret"),
             "from_number": fields.text(config, "from_number"),
-            "lua_script": _lua_script(config, errors),
+            "lua_enabled": use_lua,
+            "lua_script": _lua_script(config, use_lua, errors),
         }
+        _secrets_in_use(normalised, errors)
         if errors:
             raise GatewayConfigError(errors)
         return normalised
@@ -183,30 +220,39 @@ class CustomDriver(Driver):
         if body is not None:
             headers.setdefault("Content-Type", CONTENT_TYPES[config["content_type"]])
         call = PreparedCall(method=method, url=url, headers=headers, body=body)
-        if config.get("lua_script"):
+        if self._scripted:
             call = self._scripted_request(call, values)
         for name, value in call.headers.items():
             if any(ch in name + value for ch in "\r\n"):
                 raise ValueError(f"Header {name} would contain a line break.")
         return call
 
+    @property
+    def _scripted(self) -> bool:
+        return bool(self.config.get("lua_enabled") and self.config.get("lua_script"))
+
+    def _script_config(self) -> dict[str, str]:
+        """The script's ``cfg``: the gateway's secrets, kept apart from the message."""
+        return {name: str(self.config.get(name) or "") for name in SECRET_LABELS}
+
     def _scripted_request(self, call: PreparedCall, values: Mapping[str, str]) -> PreparedCall:
-        """Let the Lua script's ``build_request`` change any part of the request."""
+        """Let the Lua script's ``build_request(msg, cfg)`` change any part of the request.
+
+        ``msg`` carries the placeholders' names (``msg.phone``...) and the request the
+        template built; ``to``, ``from_number`` and the secrets are also there under the names
+        scripts used before ``cfg`` existed, so those keep working.
+        """
         argument = {
+            **values,
             "to": values["phone"],
-            "phone_digits": values["phone_digits"],
-            "message": values["message"],
-            "reference": values["reference"],
             "from_number": values["from"],
-            "api_key": values["api_key"],
-            "api_secret": values["api_secret"],
             "method": call.method,
             "url": call.url,
             "headers": call.headers,
             "body": (call.body or b"").decode("utf-8"),
         }
         built = lua_sandbox.call_script_isolated(
-            self.config["lua_script"], "build_request", argument
+            self.config["lua_script"], "build_request", argument, config=self._script_config()
         )
         if built is None:
             return call
@@ -225,7 +271,8 @@ class CustomDriver(Driver):
         try:
             call = self.prepare(sms)
         except (ValueError, lua_sandbox.LuaScriptError) as exc:
-            return SendResult(ok=False, error=f"Request could not be built: {exc}")
+            error = redact(f"Request could not be built: {exc}", self.secrets)
+            return SendResult(ok=False, error=error)
         sent = exchange(
             self.session,
             call,
@@ -233,7 +280,7 @@ class CustomDriver(Driver):
             verify=self.config["verify_ssl"],
             secrets=self.secrets,
         )
-        if self.config.get("lua_script"):
+        if self._scripted:
             return self._scripted_result(sent)
         return self._judge(sent)
 
@@ -263,7 +310,7 @@ class CustomDriver(Driver):
         }
         try:
             verdict = lua_sandbox.call_script_isolated(
-                self.config["lua_script"], "parse_response", answer
+                self.config["lua_script"], "parse_response", answer, config=self._script_config()
             )
         except lua_sandbox.LuaScriptError as exc:
             return sent.result(False, error=f"Lua parse_response: {exc}", secrets=self.secrets)

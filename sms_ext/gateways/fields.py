@@ -30,12 +30,30 @@ def required(config: Mapping[str, Any], name: str, label: str, errors: dict[str,
 
 def http_url(value: str, name: str, label: str, errors: dict[str, str]) -> str:
     """An absolute http(s) URL with a host, without trailing slash."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # reading it checks it: "a:99999" and "a:x" raise
+    except ValueError:  # "http://[", a port out of range
+        errors[name] = f"{label} is not a valid URL (check the host and port)."
+        return value
     if parts.scheme not in ("http", "https") or not parts.netloc:
         errors[name] = f"{label} must be an absolute http:// or https:// URL."
     elif any(ch in value for ch in "\r\n\t "):
         errors[name] = f"{label} must not contain spaces or line breaks."
     return value.rstrip("/")
+
+
+def destination_url(config: Mapping[str, Any], name: str, default: str = "") -> str:
+    """A URL field as compared to decide whether secrets may be kept (see
+    :meth:`Driver.destination`): blank means ``default``; case of scheme and host and a trailing
+    slash do not count as a change."""
+    raw = text(config, name) or default
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # not a URL at all ("http://["): compared as typed
+        return raw
+    lowered = parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower())
+    return lowered.geturl().rstrip("/")
 
 
 def timeout(config: Mapping[str, Any], errors: dict[str, str]) -> float:

@@ -1,7 +1,8 @@
 """Send one prepared HTTP call and describe the outcome the same way for every driver.
 
 Classifying transport trouble lives here, once: timeouts, connection errors, 5xx and 429 are
-worth retrying later (honouring ``Retry-After``); other 4xx are not.
+worth retrying later (honouring ``Retry-After``); other 4xx, and a request the egress guard
+refused (:mod:`.egress`), are not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import requests.adapters
 import urllib3
 
 from .base import PreparedCall, SendResult
+from .egress import EgressRefused, GuardedAdapter
 from .masking import redact, storable, summarize
 
 EXCERPT_CHARS = 1000
@@ -27,29 +29,33 @@ MAX_ANSWER_BYTES = 1024 * 1024
 """Largest answer read from a gateway; SMS APIs answer in a few KiB, even for 100 messages."""
 READ_CHUNK = 64 * 1024
 
-_http: tuple[int, int, requests.Session] | None = None
+_http: dict[bool, tuple[int, int, requests.Session]] = {}
 ENVIRONMENT_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
 
 
-def http_session(pool_size: int = 10) -> requests.Session:
+def http_session(pool_size: int = 10, *, deny_private: bool = False) -> requests.Session:
     """One kept-alive HTTP session per process (never shared across a fork), keeping up to
     ``pool_size`` connections per gateway host: as many as requests a worker has in flight.
 
     Reading proxy settings from the environment costs requests about half a millisecond per
     call; when there are none to read, the session skips it.
+
+    :param deny_private: connections to private addresses raise :class:`EgressRefused`
+        (``SMS_GATEWAY_DENY_PRIVATE``).
     """
-    global _http
-    if _http is None or _http[0] != os.getpid() or _http[1] < pool_size:
+    cached = _http.get(deny_private)
+    if cached is None or cached[0] != os.getpid() or cached[1] < pool_size:
         session = requests.Session()
         environment_matters = urllib.request.getproxies() or any(
             name in os.environ for name in ENVIRONMENT_SETTINGS
         )
         session.trust_env = bool(environment_matters)
-        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size)
+        adapter_class = GuardedAdapter if deny_private else requests.adapters.HTTPAdapter
+        adapter = adapter_class(pool_connections=16, pool_maxsize=pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        _http = (os.getpid(), pool_size, session)
-    return _http[2]
+        cached = _http[deny_private] = (os.getpid(), pool_size, session)
+    return cached[2]
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Exchange:
     summary: str
     duration_ms: int
     error: str = ""
+    refused: bool = False
+    """The egress guard stopped the request: trying again cannot help."""
 
     @property
     def status(self) -> int | None:
@@ -73,6 +81,8 @@ class Exchange:
     def transient(self) -> bool:
         """The provider or network failed in a way that may pass: try again later."""
         status = self.status
+        if self.refused:
+            return False
         return status is None or status == 429 or status >= 500
 
     def json(self) -> object | None:
@@ -144,6 +154,7 @@ def exchange(
     summary = summarize(call, secrets)
     started = time.perf_counter()
     response: requests.Response | None
+    refused = False
     try:
         response = session.request(
             call.method,
@@ -156,6 +167,9 @@ def exchange(
             allow_redirects=False,
             stream=True,
         )
+    except EgressRefused as exc:
+        error, refused = str(exc), True
+        response = None
     except requests.Timeout:
         error = f"no answer within {timeout:g} s"
         response = None
@@ -170,7 +184,9 @@ def exchange(
         if error:
             response = None
     duration_ms = int((time.perf_counter() - started) * 1000)
-    return Exchange(response=response, summary=summary, duration_ms=duration_ms, error=error)
+    return Exchange(
+        response=response, summary=summary, duration_ms=duration_ms, error=error, refused=refused
+    )
 
 
 def _read_answer(response: requests.Response, deadline: float, timeout: float) -> str:

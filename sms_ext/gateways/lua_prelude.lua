@@ -3,7 +3,7 @@
 -- references to what it needs, hardens the string table shared with every string value,
 -- builds the script's environment and returns the function that loads a script.
 local MAX_INSTRUCTIONS, HOOK_STEP, MAX_CPU_SECONDS, MAX_STRING_LENGTH, MAX_DEPTH,
-      MAX_PATTERN_LENGTH, MAX_PATTERN_STEPS, TOO_LONG = ...
+      MAX_PATTERN_LENGTH, MAX_PATTERN_STEPS, TOO_LONG, PYTHON_HELPERS = ...
 
 local debug_sethook, clock, load, os = debug.sethook, os.clock, load, os
 local error, ipairs, next, pcall, select, tonumber, tostring, type =
@@ -11,7 +11,8 @@ local error, ipairs, next, pcall, select, tonumber, tostring, type =
 local s_byte, s_char, s_find, s_format, s_gmatch, s_gsub, s_match, s_rep, s_sub =
       string.byte, string.char, string.find, string.format, string.gmatch, string.gsub,
       string.match, string.rep, string.sub
-local t_concat, t_sort, math_type, huge = table.concat, table.sort, math.type, math.huge
+local t_concat, t_sort, t_unpack, math_type, huge =
+      table.concat, table.sort, table.unpack, math.type, math.huge
 local utf8_char, co_create, co_wrap = utf8.char, coroutine.create, coroutine.wrap
 local main_thread = coroutine.running()
 
@@ -470,6 +471,24 @@ local function json_decode(text)
   return value
 end
 
+-- Signing helpers computed in Python (sms_ext/gateways/lua_helpers.py). The script gets these
+-- Lua closures only; the Python functions stay in upvalues, which nothing in the script's
+-- environment can read (debug is gone). Arguments must be strings (numbers become text);
+-- a helper that returns nothing for its input raises a clean error.
+local function python_helper(name, arity)
+  local f = PYTHON_HELPERS[name]
+  return function(...)
+    check_clock()
+    local arguments = {...}
+    for i = 1, arity do arguments[i] = text_argument(name, arguments[i]) end
+    local result = f(t_unpack(arguments, 1, arity))
+    if result == nil then error(s_format("%s: the input is not valid", name), 2) end
+    return result
+  end
+end
+
+local function now() return PYTHON_HELPERS.now() end
+
 ---------------------------------------------------------------------------------------------
 -- The script's environment: only what cannot reach outside the runtime or run unbounded.
 -- Left out on purpose: metatables (__gc finalizers run with hooks off, weak tables make the
@@ -506,6 +525,11 @@ local function sandbox_env()
     base64_encode = base64_encode,
     json_encode = reported_at_caller("json_encode", json_encode),
     json_decode = reported_at_caller("json_decode", json_decode),
+    hmac_sha256_hex = python_helper("hmac_sha256_hex", 2),
+    hmac_sha256_base64 = python_helper("hmac_sha256_base64", 2),
+    sha256_hex = python_helper("sha256_hex", 1),
+    base64_decode = python_helper("base64_decode", 1),
+    now = now,
   }
 end
 

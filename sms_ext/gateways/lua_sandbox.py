@@ -11,7 +11,9 @@ at a hard wall-clock deadline. Values cross the boundary as plain data only: dic
 strings, numbers, booleans and ``None``, bounded in size and depth.
 
 Scripts also get small helpers they would otherwise have to hand-write: ``url_encode``,
-``base64_encode`` (HTTP Basic auth), ``json_encode`` and ``json_decode``.
+``base64_encode`` (HTTP Basic auth), ``json_encode`` and ``json_decode`` in Lua, and the signing
+helpers of :mod:`.lua_helpers` (``hmac_sha256_hex``, ``hmac_sha256_base64``, ``sha256_hex``,
+``base64_decode``, ``now``), computed in Python behind Lua wrappers that take strings only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from lupa.lua54 import (
 
 from ..errors import LuaScriptError
 from .isolation import TOO_LONG, run_once, run_pooled
+from .lua_helpers import HELPERS
 
 SCRIPT_FUNCTIONS = frozenset({"build_request", "parse_response"})
 """The global functions a script may define; nothing else is ever called."""
@@ -123,6 +126,7 @@ def _new_sandbox() -> tuple[LuaRuntime, Callable[[bytes], Any]]:
         MAX_PATTERN_LENGTH,
         MAX_PATTERN_STEPS,
         TOO_LONG.encode(),
+        lua.table_from({name.encode(): helper for name, helper in HELPERS.items()}),
     )
     return lua, prepare
 
@@ -259,10 +263,10 @@ def _encode_source(source: str) -> bytes:
     return data
 
 
-def _run(source: bytes, function: str | None, argument: object) -> object:
+def _run(source: bytes, function: str | None, argument: object, config: object = None) -> object:
     """Load ``source`` in a fresh sandbox; with ``function`` None, list the entry points it
-    defines, else call that function with ``argument`` (already plain data) and return its
-    result as plain Python."""
+    defines, else call that function with ``argument`` (and ``config`` as a second argument,
+    when given; both already plain data) and return its result as plain Python."""
     lua, prepare = _new_sandbox()
     try:
         env = prepare(source)
@@ -278,7 +282,10 @@ def _run(source: bytes, function: str | None, argument: object) -> object:
             return sorted(defined)
         if function not in defined:
             return None
-        result = defined[function](lua.table_from(argument, recursive=True))
+        arguments = [lua.table_from(argument, recursive=True)]
+        if config is not None:
+            arguments.append(lua.table_from(config, recursive=True))
+        result = defined[function](*arguments)
         if isinstance(result, tuple):  # several return values: Lua would keep the first
             result = result[0] if result else None
         if result is None or lua_type(result) != "table":
@@ -295,6 +302,12 @@ def _checked_call(function: str, argument: Mapping[str, object]) -> object:
     if function not in SCRIPT_FUNCTIONS:
         raise ValueError(f"unknown script function {function!r}")
     return _lua_data(argument, 0, _Totals(f"the argument of {function}"))
+
+
+def _checked_config(function: str, config: Mapping[str, object] | None) -> object:
+    if config is None:
+        return None
+    return _lua_data(config, 0, _Totals(f"the cfg of {function}"))
 
 
 def _to_wire(value: object) -> object:
@@ -326,12 +339,13 @@ def _from_wire(value: object) -> object:
 
 
 def _request(
-    data: bytes, function: str | None, argument: object, deadline: float
+    data: bytes, function: str | None, argument: object, deadline: float, config: object = None
 ) -> dict[str, object]:
     return {
         "source": data.decode(),  # _encode_source made it valid UTF-8
         "function": function,
         "argument": _to_wire(argument),
+        "config": _to_wire(config),
         "limits": {name: globals()[name] for name in _LIMITS},
         "deadline": deadline,
     }
@@ -342,7 +356,13 @@ def serve(request: Mapping[str, Any]) -> object:
     helper process (:mod:`.lua_worker`), which runs nothing else at the same time."""
     globals().update({name: request["limits"][name] for name in _LIMITS})
     source = str(request["source"]).encode()
-    return _run(source, request["function"], _from_wire(request["argument"]))
+    config = request.get("config")
+    return _run(
+        source,
+        request["function"],
+        _from_wire(request["argument"]),
+        None if config is None else _from_wire(config),
+    )
 
 
 def check_script(source: str) -> set[str]:
@@ -365,6 +385,7 @@ def call_script_isolated(
     function: str,
     argument: Mapping[str, object],
     *,
+    config: Mapping[str, object] | None = None,
     deadline: float = DEFAULT_DEADLINE,
 ) -> object | None:
     """Run ``function`` of ``source`` with ``argument`` in a fresh sandbox, in one of this
@@ -374,6 +395,7 @@ def call_script_isolated(
 
     :param function: ``"build_request"`` or ``"parse_response"``.
     :param argument: plain data (str, int, float, bool, None, mappings with str keys, lists).
+    :param config: plain data passed as the function's second argument (the gateway's ``cfg``).
     :return: the function's table as a dict (through JSON), or ``None`` when the script does
         not define it.
     :raises LuaScriptError: the script failed, returned something unusable, hit a limit, or
@@ -383,4 +405,5 @@ def call_script_isolated(
         raise ValueError("deadline must be positive")
     data = _encode_source(source)
     plain = _checked_call(function, argument)
-    return run_pooled(_request(data, function, plain, deadline), deadline)
+    plain_config = _checked_config(function, config)
+    return run_pooled(_request(data, function, plain, deadline, plain_config), deadline)

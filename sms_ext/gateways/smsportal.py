@@ -129,6 +129,10 @@ class SMSPortalDriver(Driver):
         self._token: str | None = None
 
     @classmethod
+    def destination(cls, config: Mapping[str, Any]) -> tuple[str, ...]:
+        return (fields.destination_url(config, "base_url", DEFAULT_BASE_URL),)
+
+    @classmethod
     def validate(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         errors: dict[str, str] = {}
         base_url = fields.text(config, "base_url") or DEFAULT_BASE_URL

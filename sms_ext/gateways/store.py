@@ -1,7 +1,10 @@
 """Saving, importing and exporting gateways, with the same validation for forms, CLI and files.
 
 Field names are the admin form's, so an export can be edited and imported back. Secrets are
-encrypted on save, never exported, and a blank secret on update keeps the stored one.
+encrypted on save and never exported. A blank secret on update keeps the stored one, but only
+while the gateway still sends to where the secret was typed for: changing the type, the URL
+(base URL, or the Lua script that may choose one) asks for the secrets again, so a stored
+secret can never be redirected to another host. A preview never uses stored secrets at all.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..checks import text_problem
 from ..errors import GatewayConfigError
 from ..models import Gateway
 from . import Driver, OutgoingSMS, driver_class
+from .egress import literal_refusal
+from .entries import text_errors, whole_number
 from .fields import boolean
+from .masking import STORED_MASK
 from .vault import Vault
 
 COMMON_FIELDS = (
@@ -36,14 +43,32 @@ LIMIT_FIELDS = {
 }
 """The per-gateway limits (enforced across every worker), with their form labels."""
 MAX_LIMIT = 100_000
+MAX_PRIORITY = 1_000_000
+"""Priorities are renumbered 1, 2, 3... by the admin; the cap keeps a new gateway's default
+(the highest plus one) inside the column."""
+MAX_LOCATION_KEY = 80
+"""As long as a message's ``location``."""
+COLUMN_FIELDS = ("lua_enabled",)
+"""Driver fields kept in a column of their own rather than in ``Gateway.settings``."""
+URL_FIELDS = {"url": "URL", "base_url": "Base URL"}
+"""Fields that name where requests go, checked by the egress guard when saving."""
 
 
-def parse_locations(raw: Any) -> list[str]:
-    """Locations as a clean list; accepts a list or a comma-separated string."""
+def parse_locations(raw: Any, errors: dict[str, str]) -> list[str]:
+    """Locations as a clean list of keys; accepts a list or a comma-separated string."""
+    if raw is not None and not isinstance(raw, str | list | tuple):
+        errors["locations"] = "Locations must be a list of location keys."
+        return []
     items: Iterable[Any] = raw.split(",") if isinstance(raw, str) else (raw or [])
     seen: list[str] = []
     for item in items:
-        key = str(item).strip()
+        if not isinstance(item, str):
+            errors["locations"] = "Locations must be a list of location keys."
+            return []
+        key = item.strip()
+        if problem := text_problem(key, "A location key", MAX_LOCATION_KEY):
+            errors["locations"] = problem
+            return []
         if key and key not in seen:
             seen.append(key)
     return seen
@@ -54,39 +79,41 @@ def parse_limit(raw: Any, label: str) -> int | None:
     limit). Raises ``ValueError`` with a sentence naming ``label``."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    problem = f"{label} must be a whole number from 1 to {MAX_LIMIT:,}, or blank for no limit."
-    if isinstance(raw, bool):
-        raise ValueError(problem)
-    if isinstance(raw, float) and raw.is_integer():
-        raw = int(raw)
     try:
-        value = int(str(raw).strip())
+        return whole_number(raw, 1, MAX_LIMIT)
     except ValueError:
-        raise ValueError(problem) from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise ValueError(problem)
-    return value
+        raise ValueError(
+            f"{label} must be a whole number from 1 to {MAX_LIMIT:,}, or blank for no limit."
+        ) from None
+
+
+def _name(data: Mapping[str, Any], errors: dict[str, str]) -> str:
+    raw = data.get("name")
+    name = raw.strip() if isinstance(raw, str) else ""
+    if raw is not None and not isinstance(raw, str):
+        errors["name"] = "Name must be text."
+    elif not name:
+        errors["name"] = "Name is required."
+    elif problem := text_problem(name, "Name", MAX_NAME):
+        errors["name"] = problem
+    return name
+
+
+def _priority(data: Mapping[str, Any], errors: dict[str, str]) -> int | None:
+    raw = data.get("priority")
+    if raw is None or raw == "":
+        return None
+    try:
+        return whole_number(raw, 0, MAX_PRIORITY)
+    except ValueError:
+        errors["priority"] = f"Priority must be a whole number from 0 to {MAX_PRIORITY:,}."
+        return None
 
 
 def _common(data: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:
-    name = str(data.get("name") or "").strip()
-    if not name:
-        errors["name"] = "Name is required."
-    elif len(name) > MAX_NAME:
-        errors["name"] = f"Name must be at most {MAX_NAME} characters."
-    priority = data.get("priority")
-    if priority not in (None, ""):
-        try:
-            priority = int(priority)
-        except (TypeError, ValueError):
-            errors["priority"] = "Priority must be a whole number."
-            priority = None
-    else:
-        priority = None
-    raw_locations = data.get("locations")
-    if raw_locations is not None and not isinstance(raw_locations, str | list | tuple):
-        errors["locations"] = "Locations must be a list of location keys."
-        raw_locations = None
+    name = _name(data, errors)
+    priority = _priority(data, errors)
+    locations = parse_locations(data.get("locations"), errors)
     limits: dict[str, int | None] = {}
     for field, label in LIMIT_FIELDS.items():
         try:
@@ -99,27 +126,44 @@ def _common(data: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:
         "type": str(data.get("type") or "").strip().lower(),
         "enabled": boolean(data, "enabled", True),
         "priority": priority,
-        "locations": parse_locations(raw_locations),
+        "locations": locations,
         **limits,
     }
 
 
+def gateway_settings(gateway: Gateway) -> dict[str, Any]:
+    """The non-secret settings of ``gateway`` as its driver and form name them."""
+    return {**(gateway.settings or {}), "lua_enabled": bool(gateway.lua_enabled)}
+
+
 def gateway_config(gateway: Gateway, vault: Vault) -> dict[str, Any]:
     """The driver config of ``gateway``: its settings with the secrets decrypted."""
-    return {**(gateway.settings or {}), **vault.open(gateway.secrets_sealed)}
+    return {**gateway_settings(gateway), **vault.open(gateway.secrets_sealed)}
 
 
-def _with_kept_secrets(
+def _form_config(
     vault: Vault, driver: type[Driver], data: Mapping[str, Any], gateway: Gateway | None
-) -> dict[str, Any]:
-    """The driver's fields from ``data``; a secret left blank keeps the stored one (secrets
-    are write-only on the form, so a blank one means "unchanged")."""
-    kept = vault.open(gateway.secrets_sealed) if gateway is not None else {}
+) -> tuple[dict[str, Any], dict[str, str], str]:
+    """The driver's fields from ``data``; the stored secrets its blank secret fields stand for;
+    and why those may not be kept ("" when they may).
+
+    Secrets are write-only on the form, so a blank one means "unchanged"; but a stored secret
+    only goes where it was typed for: same type, same :meth:`Driver.destination`.
+    """
     config = {name: data.get(name) for name in driver.fields}
-    for name in driver.secret_fields:
-        if not str(config.get(name) or "").strip() and kept.get(name):
-            config[name] = kept[name]
-    return config
+    stored = vault.open(gateway.secrets_sealed) if gateway is not None else {}
+    blanks = {
+        name: str(stored[name])
+        for name in driver.secret_fields
+        if stored.get(name) and not str(config.get(name) or "").strip()
+    }
+    why = ""
+    if gateway is not None and blanks:
+        if gateway.type != driver.kind:
+            why = "the gateway type changed"
+        elif driver.destination(data) != driver.destination(gateway_settings(gateway)):
+            why = "where the gateway sends requests changed"
+    return config, blanks, why
 
 
 def preview_request(
@@ -132,11 +176,18 @@ def preview_request(
     """What a ``kind`` gateway set up with form-shaped ``data`` would send for ``sms``, with
     every secret masked; nothing is saved and nothing is sent.
 
-    :param gateway: the stored gateway being edited, whose secrets fill blank secret fields.
+    Only typed secrets are used (a script could otherwise print a stored one in some disguise
+    that no mask recognises); where a stored secret would go, the preview shows
+    :data:`STORED_MASK`.
+
+    :param gateway: the stored gateway being edited, whose stored secrets the mask stands for.
     :raises GatewayConfigError: every problem, by field (``"preview"``: the request itself).
     """
     driver = driver_class(kind)
-    config = driver.validate(_with_kept_secrets(vault, driver, data, gateway))
+    config, blanks, why = _form_config(vault, driver, data, gateway)
+    if not why:
+        config.update(dict.fromkeys(blanks, STORED_MASK))
+    config = driver.validate(config)
     with requests.Session() as http:
         return driver(config, http).preview(sms)
 
@@ -151,7 +202,12 @@ class _Checked:
 
 
 def _check(
-    session: Session, vault: Vault, data: Mapping[str, Any], gateway: Gateway | None
+    session: Session,
+    vault: Vault,
+    data: Mapping[str, Any],
+    gateway: Gateway | None,
+    *,
+    deny_private: bool = False,
 ) -> _Checked:
     """Validate form-shaped ``data`` for a new gateway (or ``gateway``); writes nothing."""
     errors: dict[str, str] = {}
@@ -161,8 +217,12 @@ def _check(
     except GatewayConfigError as exc:
         errors.update(exc.errors)
         raise GatewayConfigError(errors) from None
-    config = _with_kept_secrets(vault, driver, data, gateway)
-    if common["name"]:
+    if unusable := text_errors(driver.fields, data):  # before any check reads the text
+        raise GatewayConfigError({**errors, **unusable})
+    config, blanks, why = _form_config(vault, driver, data, gateway)
+    if not why:
+        config.update(blanks)
+    if common["name"] and "name" not in errors:
         clash = session.scalar(select(Gateway).where(Gateway.name == common["name"]))
         if clash is not None and clash is not gateway:
             errors["name"] = f"A gateway named {common['name']!r} already exists."
@@ -170,6 +230,13 @@ def _check(
         config = driver.validate(config)
     except GatewayConfigError as exc:
         errors.update(exc.errors)
+    for name in blanks:
+        if why and name in errors:  # the stored secret would have done: say why it did not
+            errors[name] = f"Type this secret again: {why}, and a stored secret is not sent on."
+    if deny_private:
+        for name, label in URL_FIELDS.items():
+            if name in driver.fields and (problem := literal_refusal(str(config.get(name)), label)):
+                errors[name] = problem
     if errors:
         raise GatewayConfigError(errors)
     return _Checked(common, driver, config)
@@ -192,24 +259,39 @@ def _write(session: Session, vault: Vault, checked: _Checked, gateway: Gateway |
     gateway.locations = common["locations"]
     gateway.max_per_second = common["max_per_second"]
     gateway.max_in_flight = common["max_in_flight"]
-    gateway.settings = {k: v for k, v in config.items() if k not in driver.secret_fields}
+    gateway.lua_enabled = bool(config.get("lua_enabled"))
+    gateway.settings = {
+        k: v for k, v in config.items() if k not in driver.secret_fields and k not in COLUMN_FIELDS
+    }
     gateway.secrets_sealed = vault.seal({k: config.get(k) or "" for k in driver.secret_fields})
     return gateway
 
 
 def save_gateway(
-    session: Session, vault: Vault, data: Mapping[str, Any], gateway: Gateway | None = None
+    session: Session,
+    vault: Vault,
+    data: Mapping[str, Any],
+    gateway: Gateway | None = None,
+    *,
+    deny_private: bool = False,
 ) -> Gateway:
     """Create (or update ``gateway``) from form-shaped ``data``; raises with every problem
     before changing anything.
 
     Not committed: the caller owns the transaction.
+
+    :param deny_private: refuse URLs that name a private address (``SMS_GATEWAY_DENY_PRIVATE``).
     """
-    return _write(session, vault, _check(session, vault, data, gateway), gateway)
+    checked = _check(session, vault, data, gateway, deny_private=deny_private)
+    return _write(session, vault, checked, gateway)
 
 
 def import_gateways(
-    session: Session, vault: Vault, items: Sequence[Mapping[str, Any]]
+    session: Session,
+    vault: Vault,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    deny_private: bool = False,
 ) -> list[Gateway]:
     """Create or update (by name) every gateway in ``items``, all or nothing: every entry is
     checked before any is written, so a refused file leaves the session as it was.
@@ -225,14 +307,20 @@ def import_gateways(
         if not isinstance(item, Mapping):
             errors[f"{number}"] = "Each gateway must be a JSON object."
             continue
-        name = str(item.get("name") or "").strip()
+        raw_name = item.get("name")
+        name = raw_name.strip() if isinstance(raw_name, str) else ""
+        if text_problem(name, "Name", MAX_NAME):
+            name = ""  # no lookup by a name the database cannot compare; _check says why
         if name in first_entry:
             errors[f"{number}.name"] = f"Entry {first_entry[name]} already has the name {name!r}."
             continue
-        first_entry.setdefault(name, number)
-        existing = session.scalar(select(Gateway).where(Gateway.name == name)) if name else None
+        existing = None
+        if name:
+            first_entry[name] = number
+            existing = session.scalar(select(Gateway).where(Gateway.name == name))
         try:
-            planned.append((_check(session, vault, item, existing), existing))
+            checked = _check(session, vault, item, existing, deny_private=deny_private)
+            planned.append((checked, existing))
         except GatewayConfigError as exc:
             errors.update({f"{number}.{field}": text for field, text in exc.errors.items()})
     if errors:
@@ -259,7 +347,8 @@ def export_gateways(session: Session) -> list[dict[str, Any]]:
             "max_per_second": gateway.max_per_second,
             "max_in_flight": gateway.max_in_flight,
         }
+        settings = gateway_settings(gateway)
         for name in driver.fields:
-            entry[name] = "" if name in driver.secret_fields else gateway.settings.get(name)
+            entry[name] = "" if name in driver.secret_fields else settings.get(name)
         exported.append(entry)
     return exported

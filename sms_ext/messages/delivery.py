@@ -5,7 +5,7 @@ lease; only the holder of the token may settle them, and the lease is renewed wh
 in progress, so the sweeper never takes rows from a live worker and a late worker never
 overwrites what another recorded. Rows are settled as their answers arrive, in small groups:
 a crash re-sends at most what was in flight. Failed rounds are retried with exponential
-backoff until the message expires.
+backoff until the message expires; a test send is tried once (see :func:`next_try`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..models import MESSAGES, Message, MessageAttempt, Status, utcnow
+from ..models import MESSAGES, Kind, Message, MessageAttempt, Status, utcnow
 from ..state import SMSState
 from . import outbox
 from .routing import Round
@@ -110,6 +110,48 @@ def retry_delay(state: SMSState, attempts: int, round_: Round) -> float:
     return max([delay, *asked])
 
 
+TEST_WAIT_MAX = 60.0
+"""The longest ``Retry-After`` a test send waits for before its one more try."""
+BUSY_STATUSES = (429, 503)
+"""Answers whose ``Retry-After`` says "busy, come back then", not "broken"."""
+
+
+def one_more_test_try_in(attempts: int, round_: Round) -> float | None:
+    """Seconds until a failed test send's one more try, or ``None``: fail it now.
+
+    An admin is watching the test's page, and a test must show how the gateway answers now:
+    one try, and one more only when the gateway answered 429/503 asking to wait at most a
+    minute. Never days of retries, and never another gateway (its chain is its own gateway).
+    """
+    if attempts > 1:
+        return None
+    asked = [
+        result.retry_after
+        for _, result in round_.results
+        if result.http_status in BUSY_STATUSES and result.retry_after is not None
+    ]
+    return max(asked) if asked and max(asked) <= TEST_WAIT_MAX else None
+
+
+def next_try(
+    state: SMSState, message: Message, attempts: int, round_: Round, now: datetime
+) -> datetime | None:
+    """When to try ``message`` again after the failed round ``round_``, or ``None`` to fail it.
+
+    Whole seconds: RQ's scheduler keeps whole-second times, and the job must not find its row
+    not yet due.
+    """
+    if message.kind == Kind.TEST:
+        delay = one_more_test_try_in(attempts, round_)
+    elif any(result.retryable for _, result in round_.results):
+        delay = retry_delay(state, attempts, round_)
+    else:
+        delay = None
+    if delay is None:
+        return None
+    return (now + timedelta(seconds=delay + 1)).replace(microsecond=0)
+
+
 def _attempt_rows(rounds: Sequence[Round], now: datetime) -> list[dict]:
     return [
         {
@@ -147,7 +189,14 @@ def settle(
         if (won := r.success) is not None:
             gateway, result = won
             sent.append(
-                {**row, "gateway_id": gateway.id, "provider_message_id": result.provider_id}
+                {
+                    **row,
+                    "gateway_id": gateway.id,
+                    "provider_message_id": result.provider_id,
+                    # A guest code is kept (sealed) only while it may still be sent, or when
+                    # the sandbox "sent" it: the sandbox's phone is the demo inbox.
+                    "code_sealed": message.code_sealed if gateway.type == "sandbox" else None,
+                }
             )
             continue
         error = r.summary() or (
@@ -155,15 +204,12 @@ def settle(
             if message.location
             else "No enabled gateway."
         )
-        # Whole seconds: RQ's scheduler keeps whole-second times, and the job must not find
-        # its row not yet due.
-        due = (now + timedelta(seconds=retry_delay(state, attempts, r) + 1)).replace(microsecond=0)
-        retryable = any(result.retryable for _, result in r.results)
-        if retryable and due < message.expires_at:
+        due = next_try(state, message, attempts, r, now)
+        if due is not None and due < message.expires_at:
             retries[due].append(message.id)
             retry.append({**row, "next_attempt_at": due, "last_error": error})
         else:
-            if retryable:
+            if due is not None:
                 error += " (no time left to retry before the message expires)"
             failed.append({**row, "last_error": error})
     if attempts_rows := _attempt_rows(rounds, now):
@@ -177,7 +223,7 @@ def settle(
     groups: tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...] = (
         (sent, {"status": Status.SENT, "sent_at": now, "last_error": None}),
         (retry, {"status": Status.QUEUED}),
-        (failed, {"status": Status.FAILED, "failed_at": now}),
+        (failed, {"status": Status.FAILED, "failed_at": now, "code_sealed": None}),
     )
     job_ids = {due: outbox.new_job_id() for due in retries}
     for entry in retry:
@@ -212,6 +258,7 @@ def expire(session: Session, messages: Sequence[Message], now: datetime) -> None
         status=Status.FAILED,
         failed_at=now,
         last_error="Expired before it could be sent.",
+        code_sealed=None,
     )
 
 

@@ -108,7 +108,8 @@ class Run:
         self._concurrency = settings.worker_concurrency
         self._pools = _process_pools(self._concurrency)
         pool_size = self._concurrency + urgent_lane_size(self._concurrency)
-        self._drivers = Drivers(self.state.vault, http_session(pool_size))
+        http = http_session(pool_size, deny_private=settings.gateway_deny_private)
+        self._drivers = Drivers(self.state.vault, http)
         self._health = self.state.gateway_health
         session = self.state.session
         self._gateways = list(session.scalars(Gateway.in_order()))

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, event, insert, update
 from sqlalchemy.orm import Session
 
 from .. import runtime
+from ..checks import text_problem
 from ..errors import MessageError
 from ..models import MESSAGES, Gateway, Kind, Message, Status, utcnow
 from ..state import SMSState
@@ -31,6 +32,9 @@ log = logging.getLogger("sms_ext")
 
 MAX_BODY = 1600
 """Longest text we accept: the common provider limit (Twilio's) for one concatenated SMS."""
+MAX_LOCATION = 80
+MAX_CUSTOMER = 120
+"""Lengths of the ``location`` and ``customer_ref`` columns."""
 
 DELIVER_JOB = "sms_ext.messages.jobs.deliver"
 """Delivery jobs are enqueued by dotted path: the outbox never imports the delivery code."""
@@ -59,18 +63,26 @@ def new_job_id() -> str:
     return f"sms-{uuid.uuid4().hex}"
 
 
-def _check(body: str, kind: str) -> None:
+def _check(to: object, body: object, kind: str, location: object, customer: object) -> None:
+    """Refuse what the database could not store, naming the argument (see :mod:`..checks`)."""
     try:
         Kind(kind)
     except ValueError:
         known = ", ".join(Kind)
         raise MessageError(f"Unknown message kind {kind!r}; use one of {known}.") from None
-    if not body or not body.strip():
+    if not isinstance(to, str):
+        raise MessageError("The recipient (to) must be text.")
+    if not isinstance(body, str) or not body.strip():
         raise MessageError("The message is empty.")
-    if "\x00" in body:
-        raise MessageError("The message contains a NUL character.")
     if len(body) > MAX_BODY:
         raise MessageError(f"The message is longer than {MAX_BODY} characters.")
+    problem = text_problem(body, "The message", MAX_BODY, multiline=True)
+    if problem is None and location is not None:
+        problem = text_problem(location, "The location", MAX_LOCATION)
+    if problem is None and customer is not None:
+        problem = text_problem(customer, "The customer reference", MAX_CUSTOMER)
+    if problem is not None:
+        raise MessageError(problem)
 
 
 def expiry(state: SMSState, expires_at: datetime | None) -> datetime:
@@ -100,7 +112,7 @@ def compose(
     While sending is switched off in the settings the row is born ``failed`` with the reason,
     so the log shows what would have gone out.
     """
-    _check(body, kind)
+    _check(to, body, kind, location, customer)
     info = analyze(body)
     now = utcnow()
     row: dict[str, Any] = {

@@ -25,6 +25,7 @@ from ..gateways.health import GatewayHealth
 from ..gateways.store import gateway_config
 from ..gateways.vault import Vault
 from ..models import Gateway, Message
+from . import secrecy
 
 log = logging.getLogger("sms_ext")
 
@@ -75,6 +76,10 @@ class Drivers:
                 built = self._built[gateway.id] = self._build(gateway)
             return built
 
+    def text(self, message: Message) -> tuple[str, str | None]:
+        """The text to send and the guest code in it (see :func:`.secrecy.reveal`)."""
+        return secrecy.reveal(self._vault, message)
+
     def _build(self, gateway: Gateway) -> Driver | str:
         try:
             return make_driver(gateway.type, gateway_config(gateway, self._vault), self._session)
@@ -113,6 +118,16 @@ def _request(
         for round_ in chunk:
             round_.results.append((gateway, _failure(driver)))
         return
+    texts, sendable = [], []
+    for round_ in chunk:
+        try:
+            texts.append(drivers.text(round_.message))
+            sendable.append(round_)
+        except VaultError as exc:  # a guest code sealed under another key
+            round_.results.append((gateway, _failure(str(exc))))
+    chunk = sendable
+    if not chunk:
+        return
     permit = health.acquire(gateway, timeout=PERMIT_WAIT_SECONDS)
     if permit is None:
         _skip(
@@ -122,8 +137,14 @@ def _request(
         )
         return
     try:
-        outgoing = [OutgoingSMS(str(r.message.id), r.message.to, r.message.body) for r in chunk]
-        results = _send(driver, outgoing)
+        outgoing = [
+            OutgoingSMS(str(r.message.id), r.message.to, text)
+            for r, (text, _code) in zip(chunk, texts, strict=True)
+        ]
+        results = [
+            secrecy.scrub(result, code)
+            for result, (_text, code) in zip(_send(driver, outgoing), texts, strict=True)
+        ]
     finally:
         health.release(permit)
     health.record(gateway, results[0])  # one request: one outcome for the pause and breaker

@@ -37,6 +37,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.scripts import RELEASE_LOCK_SCRIPT, acquire_or_refresh_lock
 
+from ..connections import database_text, redis_text
 from ..state import SMSState, connect_redis, urgent_queue_name
 from . import sweeper
 
@@ -316,6 +317,15 @@ def run_worker(app: Flask, *, burst: bool = False, with_scheduler: bool = True) 
     names = [urgent_queue_name(settings.queue), settings.queue]
     connection = connect_redis(settings.redis_url, state.instance_path, for_worker=True)
     probe = connect_redis(settings.redis_url, state.instance_path)  # short timeouts
+    with app.app_context():  # the engine is per app
+        database = database_text(state)
+    log.info(
+        "SMS worker started: queues %s; Redis %s; database %s; concurrency %d",
+        ", ".join(names),
+        redis_text(state),
+        database,
+        settings.worker_concurrency,
+    )
     stopping = threading.Event()
     keeper = Keeper(probe, names, schedule=with_scheduler)
     sweeper_thread = SweeperThread(app, settings.sweep_interval)

@@ -2,9 +2,11 @@
 
 A code is random (``secrets``), stored only as an HMAC keyed from the encryption key and salted
 with the browser session's key, compared in constant time, single use, short lived, and dead
-after too many wrong tries. Wrong tries are counted by one conditional UPDATE, so parallel
-guesses cannot go past the limit; sending is rate limited per phone, client and location
-before anything is written.
+after too many wrong tries, and only accepted at the location it was sent for. Wrong tries
+are counted by one conditional UPDATE, so parallel guesses cannot go past the limit; sending
+is rate limited per client, location and phone, within daily budgets per location and per
+country, before anything is written. The code never reaches the database in clear: the
+message row holds the text masked and the real text encrypted (:mod:`..messages.secrecy`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
 from sqlalchemy import Connection, CursorResult, Row, bindparam, insert, select, update
 
+from .. import runtime
 from ..errors import OtpRateLimited, OtpUnavailable
-from ..messages import outbox
-from ..models import CHALLENGES, Kind, utcnow
+from ..messages import outbox, secrecy
+from ..models import CHALLENGES, MESSAGES, Gateway, Kind, Status, utcnow
 from ..state import SMSState
+from ..text.phone import calling_code
+from . import budgets
 from .limits import Limiter
 
 _templates = SandboxedEnvironment(autoescape=False)
@@ -35,7 +40,7 @@ _templates = SandboxedEnvironment(autoescape=False)
 # building or cache-key work per request), on the session's connection and transaction.
 _c = CHALLENGES.c
 LATEST = (
-    select(_c.id, _c.created_at, _c.used_at, _c.revoked_at)
+    select(_c.id, _c.phone, _c.created_at, _c.used_at, _c.revoked_at)
     .where(_c.session_key == bindparam("key"))
     .order_by(_c.id.desc())
     .limit(1)
@@ -57,13 +62,24 @@ TRY = (
         _c.failed_attempts < bindparam("max_attempts"),
     )
     .values(failed_attempts=_c.failed_attempts + 1)
-    .returning(_c.phone, _c.code_hmac, _c.failed_attempts, _c.client_mac)
+    .returning(_c.phone, _c.code_hmac, _c.failed_attempts, _c.client_mac, _c.location)
 )
 USE = (
     update(CHALLENGES)
     .where(_c.id == bindparam("challenge_id"), _c.used_at.is_(None))
     .values(used_at=bindparam("now"))
 )
+MESSAGE_STATUS = (
+    select(MESSAGES.c.status)
+    .join_from(CHALLENGES, MESSAGES, _c.message_id == MESSAGES.c.id)
+    .where(_c.id == bindparam("challenge_id"))
+)
+_g = Gateway.__table__.c
+ENABLED_GATEWAYS = select(_g.locations).where(_g.enabled.is_(True))
+
+NOT_AVAILABLE = "No text message can be sent right now. Please try again later, or ask the staff."
+"""Told when no code can come (sending off, no gateway, the SMS failed); the page's heading
+says "SMS codes are not available right now"."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,8 @@ def _limiter(state: SMSState) -> Limiter:
             "phone": otp.limit_phone,
             "client": otp.limit_client,
             "location": otp.limit_location,
+            "location_day": otp.limit_location_day,
+            "country": otp.limit_country,
         }
         prefix = f"sms_ext:{state.settings.queue}"
         limiter = state.otp_limiter = Limiter(state.redis, groups, prefix=prefix)
@@ -108,10 +126,15 @@ def new_code(digits: int) -> str:
     return "".join(secrets.choice("0123456789") for _ in range(digits))
 
 
-def message_text(state: SMSState, code: str, host: str) -> str:
-    """The SMS: the configured template, then the WebOTP line that lets phones autofill."""
+def message_text(state: SMSState, code: str) -> str:
+    """The SMS: the configured template, then the WebOTP line that lets phones autofill.
+
+    The line's host is configuration (``SMS_OTP_WEBOTP_HOST`` or ``SERVER_NAME``), never the
+    request's Host header, which anyone can set; without one the SMS has no such line.
+    """
     text = _compiled(state.settings.otp.message).render(code=code).strip()
-    return f"{text}\n\n@{host} #{code}"
+    host = state.settings.otp.webotp_host
+    return f"{text}\n\n@{host} #{code}" if host else text
 
 
 def _connection(state: SMSState) -> Connection:
@@ -120,20 +143,39 @@ def _connection(state: SMSState) -> Connection:
 
 
 def latest(state: SMSState, session_key: str) -> Row | None:
-    """The session's newest challenge: id, created_at, used_at, revoked_at."""
+    """The session's newest challenge: id, phone, created_at, used_at, revoked_at."""
     return _connection(state).execute(LATEST, {"key": session_key}).first()
 
 
-def _cooldown(state: SMSState, last: Row | None) -> int:
-    if last is None:
+def _cooldown(state: SMSState, last: Row | None, phone: str) -> int:
+    """The resend cooldown is per phone: a guest who mistyped the number may correct it at
+    once (the limits per client and location still count every code)."""
+    if last is None or last.phone != phone:
         return 0
     ready = last.created_at + timedelta(seconds=state.settings.otp.resend_seconds)
     return max(0, math.ceil((ready - utcnow()).total_seconds()))
 
 
-def resend_wait(state: SMSState, session_key: str) -> int:
-    """Seconds before this session may ask for another code (0: now)."""
-    return _cooldown(state, latest(state, session_key))
+def resend_wait(state: SMSState, session_key: str, phone: str) -> int:
+    """Seconds before this session may ask for another code to ``phone`` (0: now)."""
+    return _cooldown(state, latest(state, session_key), phone)
+
+
+def ensure_available(state: SMSState, location: str | None) -> None:
+    """Raise :class:`OtpUnavailable` when no code could go out: sending is switched off in the
+    settings, or no enabled gateway serves ``location``. Checked before any limit counts, so
+    a guest told "not available" has used up nothing."""
+    if not runtime.current(state).sending_enabled:
+        raise OtpUnavailable(NOT_AVAILABLE)
+    served = _connection(state).execute(ENABLED_GATEWAYS).scalars()
+    if not any(not locations or location in locations for locations in served):
+        raise OtpUnavailable(NOT_AVAILABLE)
+
+
+def message_failed(state: SMSState, challenge_id: int) -> bool:
+    """Whether the SMS of this challenge has already failed (the guest will get no code)."""
+    status = _connection(state).execute(MESSAGE_STATUS, {"challenge_id": challenge_id}).scalar()
+    return status == Status.FAILED
 
 
 def issue(
@@ -141,7 +183,6 @@ def issue(
     phone: str,
     *,
     session_key: str,
-    host: str,
     client_ip: str | None,
     client_mac: str | None,
     location: str | None,
@@ -153,26 +194,32 @@ def issue(
     ``new_key``: the session key was made in this request, so no challenge can have it and
     the cooldown lookup is skipped (a guest's first code).
 
-    Raises :class:`OtpRateLimited` when a limit or the resend cooldown refuses, and
-    :class:`OtpUnavailable` when Redis cannot be asked (we fail closed: no limits, no SMS).
+    Raises :class:`OtpRateLimited` when a limit, a daily budget or the resend cooldown
+    refuses, and :class:`OtpUnavailable` when no code can be sent (sending off, no gateway for
+    the location) or Redis cannot be asked (we fail closed: no limits, no SMS).
     """
+    ensure_available(state, location)
     last = None if new_key else latest(state, session_key)
-    cooldown = _cooldown(state, last)
+    cooldown = _cooldown(state, last, phone)
     if cooldown:
         raise OtpRateLimited(cooldown)
+    country = calling_code(phone)
+    # The client first: the cheapest key, and the one an attacker cannot spread.
+    checks = [
+        ("client", client_ip),
+        ("client", client_mac),
+        ("location", location),
+        ("location_day", location),
+        ("country", country),
+        ("phone", phone),
+    ]
     try:
-        wait = _limiter(state).hit(
-            [
-                ("location", location),
-                ("client", client_mac),
-                ("client", client_ip),
-                ("phone", phone),
-            ]
-        )
+        refusal = _limiter(state).hit(checks)
     except RedisError:
         raise OtpUnavailable() from None
-    if wait:
-        raise OtpRateLimited(wait)
+    if refusal:
+        budgets.record(state, refusal.groups, {"location_day": location, "country": country})
+        raise OtpRateLimited(refusal.wait)
     now = utcnow()
     session = state.session
     if last is not None and last.used_at is None and last.revoked_at is None:
@@ -180,9 +227,16 @@ def issue(
         _connection(state).execute(REVOKE, {"challenge_id": last.id, "now": now})
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
-    text = message_text(state, code, host)
+    text = message_text(state, code)
     sms = outbox.compose(
         state, phone, text, kind=Kind.OTP, location=location, expires_at=expires_at
+    )
+    if sms["status"] != Status.QUEUED:  # sending was switched off a moment ago
+        raise OtpUnavailable(NOT_AVAILABLE)
+    # Encoding and segments are those of the real text; only the sealed copy holds the code.
+    sms.update(
+        body=message_text(state, secrecy.masked(code)),
+        code_sealed=secrecy.seal(state.vault, text, code),
     )
     [message_id] = outbox.queue(state, [sms])
     challenge = {
@@ -203,9 +257,17 @@ def issue(
 
 
 def check(
-    state: SMSState, challenge_id: int, code: str, *, session_key: str, client_mac: str | None
+    state: SMSState,
+    challenge_id: int,
+    code: str,
+    *,
+    session_key: str,
+    client_mac: str | None,
+    location: str | None,
 ) -> Verdict:
-    """Check ``code`` against the session's challenge; each call counts as one try."""
+    """Check ``code`` against the session's challenge at ``location``; each call counts as one
+    try. A code only works where it was sent for (another splash page may log the guest in
+    elsewhere, through another controller)."""
     now = utcnow()
     max_attempts = state.settings.otp.max_attempts
     session = state.session
@@ -229,6 +291,8 @@ def check(
         )
     if row.client_mac and client_mac != row.client_mac:
         return Verdict(False, message="This code was sent for another device.", dead=True)
+    if row.location != location:
+        return Verdict(False, message="This code was sent for another place.", dead=True)
     if hmac.compare_digest(digest(state, session_key, row.phone, code), row.code_hmac):
         used: CursorResult[Any] = _connection(state).execute(
             USE, {"challenge_id": challenge_id, "now": now}

@@ -5,13 +5,19 @@ blueprint; one app-level ``before_request`` hook handles the code page's posts f
 protected blueprint, so it works whether ``protect`` runs before or after registration. The
 code page posts back to the splash page's own URL, query string included, so the captive
 portal's parameters survive the whole round trip untouched.
+
+A page refresh re-posts the last form: a wrong code posted again for the same challenge is
+answered as before without counting a second try (the session remembers a fingerprint of the
+last wrong code), so refreshing never uses up the guest's tries.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,6 +48,8 @@ class Protection:
     required: Callable[[], bool]
     location: Callable[[], str | None]
     region: Callable[[], str | None]
+    branding: Callable[[], Mapping[str, str]] | None = None
+    """The venue's look for the extension's guest pages (see :meth:`sms_ext.SMS.protect`)."""
 
 
 class SessionExpired(BadRequest):
@@ -89,8 +97,28 @@ def own_url() -> str:
     return f"{request.path}?{query}" if query else request.path
 
 
-def _readable(phone: str) -> str:
-    return readable(phone)  # parsed already when the number was just checked
+BRAND_TEXT = ("name", "title")
+BRAND_COLOURS = ("accent", "background")
+_COLOUR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20}")
+"""Colours go into a style sheet: only hex colours and colour names, nothing that ends a rule."""
+
+
+def branding(state: SMSState) -> dict[str, str]:
+    """The host's branding for this request's guest page, checked (empty without a callback)."""
+    rule = protection(state)
+    if rule is None or rule.branding is None:
+        return {}
+    given = rule.branding()
+    look = {key: str(given[key])[:120] for key in BRAND_TEXT if given.get(key)}
+    look.update(
+        (key, given[key])
+        for key in BRAND_COLOURS
+        if isinstance(given.get(key), str) and _COLOUR.fullmatch(given[key])
+    )
+    logo = str(given.get("logo_url") or "")
+    if logo.startswith(("https://", "http://", "/")) and not logo.startswith("//"):
+        look["logo_url"] = logo
+    return look
 
 
 def code_page(
@@ -100,22 +128,30 @@ def code_page(
     notice: str = "",
     status: int = 200,
     wait: int | None = None,
+    dead: bool = False,
 ) -> ResponseReturnValue:
     """The page asking for the code, for the pending challenge of this browser.
 
-    :param wait: seconds until a resend is allowed, when the caller knows (a code just sent).
+    :param wait: seconds until a resend is allowed, when the caller knows (a code just sent);
+        otherwise the page also checks that the SMS has not failed meanwhile (then the guest
+        gets the "not available" page instead: no code is coming).
+    :param dead: the code can no longer succeed: the page offers a new code, no code field.
     """
     pending = session.get(SESSION_KEY) or {}
     if wait is None:
-        wait = codes.resend_wait(state, pending["key"])
+        if codes.message_failed(state, pending["challenge"]):
+            raise OtpUnavailable(codes.NOT_AVAILABLE)
+        wait = codes.resend_wait(state, pending["key"], pending["phone"])
     page = render_template(
         "sms/otp/code.html",
-        phone=_readable(pending["phone"]),
+        phone=readable(pending["phone"]),  # parsed already when the number was checked
         digits=state.settings.otp.digits,
         resend_wait=wait,
         action=own_url(),
         error=error,
         notice=notice,
+        dead=dead,
+        branding=branding(state),
     )
     return page, status
 
@@ -157,6 +193,7 @@ def verify_phone(raw_phone: str) -> ResponseReturnValue:
         default_region=rule.region() or state.settings.default_region,
         allowed_regions=policy.allowed_regions,
         allow_fixed_line=policy.allow_fixed_line,
+        allow_international_networks=policy.allow_international_networks,
     )
     if not rule.required():
         return rule.on_verified(phone, False)
@@ -165,7 +202,6 @@ def verify_phone(raw_phone: str) -> ResponseReturnValue:
         state,
         phone,
         session_key=key,
-        host=request.host.split(":")[0],
         client_ip=request.remote_addr,
         client_mac=_client_mac(),
         location=rule.location(),
@@ -182,13 +218,29 @@ def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> Re
         return code_page(
             state, error=f"Enter the {digits}-digit code from the text message.", status=400
         )
+    fingerprint = _fingerprint(pending, code)
+    repeated = pending.get("wrong")
+    if repeated and repeated[0] == fingerprint:  # a refresh re-posted the same wrong code
+        return code_page(state, error=repeated[1], dead=repeated[2], status=400)
     verdict = codes.check(
-        state, pending["challenge"], code, session_key=pending["key"], client_mac=_client_mac()
+        state,
+        pending["challenge"],
+        code,
+        session_key=pending["key"],
+        client_mac=_client_mac(),
+        location=rule.location(),
     )
     if verdict.phone is None:
-        return code_page(state, error=verdict.message, status=400)
+        session[SESSION_KEY] = {**pending, "wrong": [fingerprint, verdict.message, verdict.dead]}
+        return code_page(state, error=verdict.message, dead=verdict.dead, status=400)
     session[SESSION_KEY] = {"key": pending["key"]}
     return rule.on_verified(verdict.phone, True)
+
+
+def _fingerprint(pending: dict[str, Any], code: str) -> str:
+    """Names a (challenge, typed code) pair in the session cookie without spelling the code."""
+    seed = f"{pending['key']}\0{pending['challenge']}\0{code}".encode()
+    return hashlib.sha256(seed).hexdigest()[:16]
 
 
 def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> ResponseReturnValue:
@@ -197,14 +249,17 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
             state,
             pending["phone"],
             session_key=pending["key"],
-            host=request.host.split(":")[0],
             client_ip=request.remote_addr,
             client_mac=_client_mac(),
             location=rule.location(),
         )
     except OtpRateLimited as limited:
         return code_page(state, error=limited.description, status=429)
-    session[SESSION_KEY] = {**pending, "challenge": challenge_id}
+    session[SESSION_KEY] = {
+        "key": pending["key"],
+        "phone": pending["phone"],
+        "challenge": challenge_id,
+    }
     return code_page(
         state, notice="A new code is on its way.", wait=state.settings.otp.resend_seconds
     )
@@ -229,7 +284,14 @@ def handle_step() -> ResponseReturnValue | None:
 
 def error_page(error: OtpRateLimited | OtpUnavailable) -> ResponseReturnValue:
     """A friendly page for limits and outages raised while asking for a code."""
-    return render_template("sms/otp/error.html", error=error, back=own_url()), error.code
+    state = get_state()
+    try:
+        look = branding(state)
+    except OperationalError:  # the outage being reported may be the host's database
+        state.session.rollback()
+        look = {}
+    page = render_template("sms/otp/error.html", error=error, back=own_url(), branding=look)
+    return page, error.code
 
 
 def register_template_globals(app: Any) -> None:

@@ -1,106 +1,98 @@
-"""Rate limits of guest verification, kept in Redis by the ``limits`` library.
+"""Rate limits and daily budgets of guest verification, kept in Redis.
 
-Moving windows are exact and each hit is one atomic Lua call (the library's own scripts), so
-twenty parallel requests cannot get more than the limit allows. Every refusal carries how long
-to wait.
-
-A request is counted against every limit or against none: all its limits are tested first and
-hit only when none refuses, so refused requests never use up a shared budget (a location's, a
-victim's MAC). The tests go to Redis in one pipeline and the hits in a second one: two round
-trips per request whatever the number of limits. Between the two, a parallel request may take
-the last slot of a limit; its hit then refuses atomically as before (the earlier hits of the
-same pipeline have counted: the rare loser of a race pays for one attempt).
+Limits are parsed by the ``limits`` library and stored in its moving-window layout (a list of
+hit times per key, newest first), so its ``MovingWindowRateLimiter`` reads them. The library
+counts one key at a time, though: its test-then-hit leaves a gap in which parallel requests
+all pass the test, and then each hit counts on every key that still had room, so a burst
+from one client spent the whole location's budget while the client's own limit refused it.
+One Lua script therefore checks every key of a request and counts on all of them or on none,
+atomically, in one round trip: a refused request never uses up a shared budget (a location's,
+a country's, a victim's MAC), even under a burst.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 from limits.storage import RedisStorage
 from redis import Redis
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+
+ALL_OR_NONE = """
+local now = tonumber(ARGV[1])
+local refused = {}
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    local expiry = tonumber(ARGV[2 * i + 1])
+    local oldest = redis.call('lindex', key, limit - 1)
+    if oldest and tonumber(oldest) >= now - expiry then
+        refused[#refused + 1] = i
+        refused[#refused + 1] = oldest
+    end
+end
+if #refused > 0 then
+    return refused
+end
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    redis.call('lpush', key, ARGV[1])
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, tonumber(ARGV[2 * i + 1]))
+end
+return refused
+"""
+"""KEYS: the limits' keys; ARGV: now, then (amount, seconds) per key. Returns nothing when
+every key had room (one hit counted on each), else (key number, oldest hit time) pairs of the
+refusing keys (nothing counted)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request was refused: the groups whose limit is reached, and the seconds until
+    every one of them lets the next request through."""
+
+    wait: int
+    groups: frozenset[str]
 
 
 class Limiter:
     """Named groups of limits (``"phone"``, ``"client"``...) over one Redis connection."""
 
     def __init__(self, redis: Redis, groups: dict[str, str], prefix: str = "sms_ext") -> None:
-        self._redis = redis
         self._storage = RedisStorage(
             "redis://", connection_pool=redis.connection_pool, key_prefix=prefix
         )
-        self._groups = {name: parse_many(spec) for name, spec in groups.items()}
+        self._groups = {name: parse_many(spec) for name, spec in groups.items() if spec}
+        self._script = redis.register_script(ALL_OR_NONE)
 
-    def hit(self, checks: Iterable[tuple[str, str | None]]) -> int | None:
-        """Count one event for each ``(group, identity)``; ``None`` when all allow it, else the
-        seconds to wait until every refusing limit lets the next event through (nothing is
-        counted then).
+    def hit(self, checks: Iterable[tuple[str, str | None]]) -> Refusal | None:
+        """Count one event for each ``(group, identity)`` if every limit allows it (``None``),
+        else count nothing and return the :class:`Refusal`.
 
-        Identities that are ``None`` (a client without a known MAC) are skipped.
+        Identities that are ``None`` (a client without a known MAC) and groups without a
+        limit (an empty budget) are skipped.
         """
         entries = [
-            (item, self._storage.prefixed_key(item.key_for(group, identity)))
+            (group, item, self._storage.prefixed_key(item.key_for(group, identity)))
             for group, identity in checks
-            if identity
+            if identity and group in self._groups
             for item in self._groups[group]
         ]
         if not entries:
             return None
         now = time.time()
-        # The library's MovingWindowRateLimiter.test and .hit, batched (limits is pinned: its
-        # scripts and their arguments are those of RedisStorage.get_moving_window and
-        # .acquire_entry).
-        windows = self._pipelined(
-            self._storage.lua_moving_window,
-            [(key, (now - item.get_expiry(), item.amount)) for item, key in entries],
-        )
-        waits = [
-            _seconds_until(float(window[0]) + item.get_expiry(), now)
-            for (item, _key), window in zip(entries, windows, strict=True)
-            if window and int(window[1]) > item.amount - 1
-        ]
-        if waits:
-            return max(waits)
-        acquired = self._pipelined(
-            self._storage.lua_acquire_moving_window,
-            [(key, (now, item.amount, item.get_expiry(), 1)) for item, key in entries],
-        )
-        for (item, key), ok in zip(entries, acquired, strict=True):
-            if not ok:  # taken by a parallel request since the test
-                return self._wait(item, key)
-        return None
-
-    def _pipelined(self, script: Script, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Run ``script`` once per ``(key, args)`` in one round trip, in order.
-
-        ``EVALSHA`` directly: redis-py's ``Script`` in a pipeline asks ``SCRIPT EXISTS`` first,
-        an extra round trip on every call. A Redis that lost its scripts (restart, flush)
-        answers NOSCRIPT to every call of the pipeline, so none ran: load and run again.
-        """
-        for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for key, args in calls:
-                pipe.evalsha(script.sha, 1, key, *args)
-            try:
-                return pipe.execute()
-            except NoScriptError:
-                if attempt:
-                    raise
-                script.sha = self._redis.script_load(script.script)
-        raise AssertionError("unreachable")
-
-    def _wait(self, item: RateLimitItem, key: str) -> int:
-        now = time.time()
-        window = self._storage.lua_moving_window([key], [now - item.get_expiry(), item.amount])
-        if not window:
-            return 1
-        return _seconds_until(float(window[0]) + item.get_expiry(), now)
-
-
-def _seconds_until(reset_at: float, now: float) -> int:
-    return max(1, math.ceil(reset_at - now))
+        args: list[float] = [now]
+        for _group, item, _key in entries:
+            args += [item.amount, item.get_expiry()]
+        refused = self._script(keys=[key for _g, _i, key in entries], args=args)
+        if not refused:
+            return None
+        waits, groups = [], set()
+        for index, oldest in zip(refused[::2], refused[1::2], strict=True):
+            group, item, _key = entries[int(index) - 1]
+            groups.add(group)
+            waits.append(max(1, math.ceil(float(oldest) + item.get_expiry() - now)))
+        return Refusal(max(waits), frozenset(groups))

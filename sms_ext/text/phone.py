@@ -232,12 +232,18 @@ def _facts(compact: str, region_hint: str | None) -> tuple[str, _Facts]:
     return e164, facts
 
 
+NON_GEOGRAPHIC = "001"
+"""phonenumbers' region of the global ranges: +800 freephone, +808 shared cost, +870 Inmarsat,
++878 personal, +881 satellite phones, +882/+883 international networks, +888, +979 premium."""
+
+
 def normalize_phone(
     raw: str,
     *,
     default_region: str | None = None,
     allowed_regions: Collection[str] = (),
     allow_fixed_line: bool = False,
+    allow_international_networks: bool = True,
 ) -> str:
     """Validate ``raw`` and return it in E.164 (``+4915123456789``) or raise PhoneNumberError.
 
@@ -246,7 +252,10 @@ def normalize_phone(
     when non-empty, limits the region the number belongs to: Jersey mobiles (+44 7797) are
     region JE, not GB. ``allow_fixed_line`` also accepts landlines, VoIP, toll-free and other
     non-mobile types for gateways that can text them; premium-rate, shared-cost, UAN and
-    personal numbers are always refused.
+    personal numbers are always refused. ``allow_international_networks=False`` refuses the
+    global ranges (satellite phones, international networks: :data:`NON_GEOGRAPHIC`), which
+    pumping fraud favours and which phonenumbers reports as mobiles; the guest-code policy
+    passes ``SMS_OTP_ALLOW_INTERNATIONAL_NETWORKS`` here, an admin's own sends accept them.
     """
     text = raw.strip()
     if not text:
@@ -264,6 +273,11 @@ def normalize_phone(
         raise _missing_country_code()
 
     e164, (region, number_type, _number) = _facts(compact, region_hint)
+    if region == NON_GEOGRAPHIC and not allow_international_networks:
+        raise PhoneNumberError(
+            "region_not_allowed",
+            "Satellite phones and international network numbers are not accepted here.",
+        )
     allowed = {code.upper() for code in allowed_regions}
     if allowed and region not in allowed:
         name = _country(region) or "this country"
@@ -272,8 +286,16 @@ def normalize_phone(
     return e164
 
 
+def _parsed(e164: str) -> phonenumbers.PhoneNumber:
+    known = _known.get(e164)
+    return known.number if known is not None else phonenumbers.parse(e164)
+
+
+def calling_code(e164: str) -> str:
+    """The country calling code of an E.164 number, as digits (``"27"``)."""
+    return str(_parsed(e164).country_code)
+
+
 def readable(e164: str) -> str:
     """An E.164 number as people write it internationally (``+27 83 123 4567``)."""
-    known = _known.get(e164)
-    number = known.number if known is not None else phonenumbers.parse(e164)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(_parsed(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
