@@ -10,9 +10,10 @@ from sqlalchemy import event, make_url
 
 from sms_ext import ConfigError
 
-from . import login_throttle, security
+from . import i18n, login_throttle, security
 from .extensions import db, migrate, sms
 from .secret_key import check_secret_key, ensure_secret_key
+from .vouchers import throttle as vouchers_throttle
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -95,16 +96,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", _write_ahead_log)
     migrate.init_app(app, db, directory=MIGRATIONS)
     sms.init_app(app)
+    i18n.init_app(app)
     login_throttle.init_app(app)
+    vouchers_throttle.init_app(app)
     security.init_app(app)
 
-    from . import auth, cli, demo_pages, models, splash, views  # noqa: F401 (models: migrations)
+    from . import admin, auth, cli, demo_pages, models, splash, views  # noqa: F401 (models)
 
     # Not Flask-Login's context processor: it loads the user for every page rendered, the guests'
     # splash and code pages too; a proxy costs nothing until a template asks for it.
     auth.login_manager.init_app(app, add_context_processor=False)
     app.context_processor(auth.lazy_current_user)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
 
     app.register_blueprint(views.bp)
     app.register_blueprint(splash.bp)
@@ -115,6 +119,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         location=splash.location_key,
         region=splash.phone_region,
         branding=splash.branding,
+        language=i18n.guest_language,
     )
     if app.config["PORTAL_DEMO"]:
         # Sandbox messages readable by anyone: never on unless asked for.

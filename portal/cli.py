@@ -1,4 +1,4 @@
-"""``flask portal ...``: demo data and admins of the portal.
+"""``flask portal ...``: demo data, admins and vouchers of the portal.
 
 Each command first says which database it works on (password masked): with settings from
 ``instance/config.py`` and ``FLASK_``-prefixed variables, it is easy to be on the wrong one.
@@ -20,6 +20,9 @@ from sms_ext.state import get_state
 
 from .extensions import db, sms
 from .models import Admin, Location, SplashPage
+from .vouchers import VoucherError
+from .vouchers.durations import parse_duration
+from .vouchers.generate import MAX_COUNT, MAX_DEVICES, MAX_VALID_DAYS, BatchSpec, generate_batch
 
 DEMO_SLUG = "demo"
 DEMO_GATEWAY = "Demo sandbox (no real SMS)"
@@ -90,7 +93,7 @@ def _say_database() -> None:
     click.echo(f"Database: {database_text(get_state())}", err=True)
 
 
-@click.group("portal", help="Demo data and admins of the portal.")
+@click.group("portal", help="Demo data, admins and vouchers of the portal.")
 def portal_cli() -> None:
     pass
 
@@ -136,3 +139,42 @@ def create_admin_command(username: str, password: str) -> None:
     admin.set_password(password)
     db.session.commit()
     click.echo(f"Admin {username!r} {'created' if created else 'password changed'}.")
+
+
+@portal_cli.group("vouchers", help="Wi-Fi vouchers.")
+def vouchers_cli() -> None:
+    pass
+
+
+@vouchers_cli.command("generate")
+@click.option("--count", type=click.IntRange(1, MAX_COUNT), required=True)
+@click.option("--duration", required=True, help="Online time from the first login: 90m, 2h, 1d.")
+@click.option("--location", "locations", multiple=True, help="Location key (repeatable).")
+@click.option("--data-limit", type=click.IntRange(1), default=None, help="MB (default: none).")
+@click.option("--devices", type=click.IntRange(1, MAX_DEVICES), default=1, show_default=True)
+@click.option("--valid-days", type=click.IntRange(1, MAX_VALID_DAYS), default=30, show_default=True)
+@click.option("--batch", default="", help="Batch label (default: date and time).")
+@with_appcontext
+def vouchers_generate_command(
+    count: int,
+    duration: str,
+    locations: tuple[str, ...],
+    data_limit: int | None,
+    devices: int,
+    valid_days: int,
+    batch: str,
+) -> None:
+    """Generate a batch of vouchers and print their codes, one per line."""
+    _say_database()
+    try:
+        minutes = parse_duration(duration)
+    except VoucherError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+    spec = BatchSpec(count, minutes, data_limit, devices, valid_days, list(locations), batch)
+    try:
+        vouchers = generate_batch(spec)
+    except VoucherError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"Batch {vouchers[0].batch!r}: {len(vouchers)} vouchers.", err=True)
+    for voucher in vouchers:
+        click.echo(voucher.code)

@@ -47,6 +47,30 @@ def _port() -> int | None:
     return port
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _banner(port: int, password: str | None, database: str, redis: str) -> str:
+    """What to open, where the data lives, and the admin password (shown on the first run)."""
+    base = f"http://{HOST}:{port}"
+    login = (
+        f"{DEMO_ADMIN} / {password} (shown once: note it; {RESET_HINT})"
+        if password
+        else f"{DEMO_ADMIN} (password shown at the first run; {RESET_HINT})"
+    )
+    return (
+        f"\n  sms_ext demo portal: open {base}/\n"
+        "  guest splash page (as a MikroTik hotspot would open it):\n"
+        f"    {base}/s/{DEMO_SLUG}/?{splash_query(base + '/demo/controller-login')}\n"
+        f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox\n"
+        f"  SMS admin: {base}/sms/admin/  log in as {login}\n"
+        f"  database: {database}\n"
+        f"  redis: {redis}\n"
+        "  Ctrl-C stops the web app, the worker and the embedded Redis.\n"
+    )
+
+
 def main() -> int:
     # Checked before anything is seeded: the admin password is printed only once.
     port = _port()
@@ -65,28 +89,16 @@ def main() -> int:
         # their Redis URL, so all three share one queue.
         env["FLASK_SMS_REDIS_URL"] = "unix://" + embedded_redis_socket(app.instance_path)
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    children = [
-        subprocess.Popen([*flask, "sms", "worker"], env=env),
-        subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(port)], env=env),
-    ]
-    base = f"http://{HOST}:{port}"
-    password = (
-        f"{DEMO_ADMIN} / {seeded.password} (shown once: note it; {RESET_HINT})"
-        if seeded.password
-        else f"{DEMO_ADMIN} (password shown at the first run; {RESET_HINT})"
-    )
-    print(
-        f"\n  sms_ext demo portal: open {base}/\n"
-        "  guest splash page (as a MikroTik hotspot would open it):\n"
-        f"    {base}/s/{DEMO_SLUG}/?{splash_query(base + '/demo/controller-login')}\n"
-        f"  demo SMS inbox (the sandbox gateway's codes): {base}/demo/inbox\n"
-        f"  SMS admin: {base}/sms/admin/  log in as {password}\n"
-        f"  database: {database}\n"
-        f"  redis: {redis}\n"
-        "  Ctrl-C stops the web app, the worker and the embedded Redis.\n",
-        flush=True,
-    )
+    children: list[subprocess.Popen[bytes]] = []
+    # SIGTERM (a supervisor, `timeout`, `kill`) takes the Ctrl-C path, from before the first
+    # child starts: the children stop too instead of living on holding the port and the queue.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        children.append(subprocess.Popen([*flask, "sms", "worker"], env=env))
+        children.append(
+            subprocess.Popen([*flask, "run", "--host", HOST, "--port", str(port)], env=env)
+        )
+        print(_banner(port, seeded.password, database, redis), flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
     except KeyboardInterrupt:

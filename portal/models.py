@@ -10,11 +10,20 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from sms_ext.models import utcnow
+from sms_ext.models import BigId, utcnow
 
 from .extensions import db
 
@@ -31,6 +40,8 @@ class Location(db.Model):
     """IANA name (``Africa/Johannesburg``), for showing times to the venue's staff."""
     region: Mapped[str] = mapped_column(String(2))
     """Two-letter region used to read numbers guests type without ``+`` (``ZA``)."""
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    """Language of the guest pages and SMS texts (a code of :data:`portal.i18n.LANGUAGES`)."""
 
     splash_page: Mapped[SplashPage | None] = relationship(back_populates="location")
 
@@ -48,6 +59,10 @@ class SplashPage(db.Model):
         ForeignKey("location.id", ondelete="CASCADE"), unique=True
     )
     title: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Welcome text under the title; empty shows the default sentence."""
+    brand_color: Mapped[str] = mapped_column(String(7), default="#2563eb", server_default="#2563eb")
+    """``#rrggbb`` of the buttons and accents, on the splash and code pages."""
     terms: Mapped[str] = mapped_column(Text, default="")
     """Terms of use; empty means the page has no terms checkbox."""
     otp_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -73,6 +88,11 @@ class Guest(db.Model):
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime | None] = mapped_column(DateTime)
     """When consent was last given; kept as evidence, cleared when it is withdrawn."""
+    opted_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+    """When the guest asked for no more marketing messages; ``None`` while they have not."""
+
+    __table_args__ = (Index("ix_guest_last_seen_id", "last_seen", "id"),)
+    """The admin list pages by (``last_seen``, ``id``), newest first."""
 
     def __repr__(self) -> str:
         return f"<Guest {self.id} {self.phone}>"
@@ -140,3 +160,86 @@ class Admin(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<Admin {self.id} {self.username!r}>"
+
+
+voucher_location = db.Table(
+    "voucher_location",
+    db.Column("voucher_id", ForeignKey("voucher.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("location_id", ForeignKey("location.id", ondelete="CASCADE"), primary_key=True),
+)
+"""Where a voucher may be used; a voucher without rows here is good at every location."""
+
+
+class Voucher(db.Model):
+    """A code that lets a guest online without a phone number (see :mod:`portal.vouchers`).
+
+    ``state`` is what happened to it (new, sent, used); "expired" is derived from
+    ``valid_until`` by :meth:`state_at`, so no job has to sweep the table.
+    """
+
+    __tablename__ = "voucher"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    """Grouped for reading (``WX7K-9PQ2``); the unique constraint settles concurrent batches."""
+    batch: Mapped[str] = mapped_column(String(64), index=True)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    """Online time from the first login; the voucher is refused once it has passed."""
+    data_limit_mb: Mapped[int | None] = mapped_column(Integer)
+    """``None``: unlimited."""
+    devices_allowed: Mapped[int] = mapped_column(Integer, default=1)
+    valid_until: Mapped[datetime] = mapped_column(DateTime)
+    """Last moment of a first login (naive UTC)."""
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    first_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    locations: Mapped[list[Location]] = relationship(secondary=voucher_location)
+    devices: Mapped[list[VoucherDevice]] = relationship(
+        back_populates="voucher", order_by="VoucherDevice.id"
+    )
+    sends: Mapped[list[VoucherSend]] = relationship(
+        back_populates="voucher", order_by="VoucherSend.id"
+    )
+
+    def state_at(self, now: datetime) -> str:
+        """``new``, ``sent``, ``used`` or ``expired`` (unused and past ``valid_until``)."""
+        if self.state != "used" and self.valid_until < now:
+            return "expired"
+        return self.state
+
+    def __repr__(self) -> str:
+        return f"<Voucher {self.id} {self.code}>"
+
+
+class VoucherDevice(db.Model):
+    """A device that logged in with a voucher; counted against ``devices_allowed``."""
+
+    __tablename__ = "voucher_device"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id", ondelete="CASCADE"))
+    mac: Mapped[str | None] = mapped_column(String(64))
+    """Lower-case client MAC from the controller; ``None`` (no MAC sent) counts every login."""
+    first_used_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    voucher: Mapped[Voucher] = relationship(back_populates="devices")
+
+    __table_args__ = (UniqueConstraint("voucher_id", "mac"),)
+
+
+class VoucherSend(db.Model):
+    """A voucher sent by SMS: to whom, by which message of the SMS log, when."""
+
+    __tablename__ = "voucher_send"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(
+        ForeignKey("voucher.id", ondelete="CASCADE"), index=True
+    )
+    phone: Mapped[str] = mapped_column(String(20))
+    message_id: Mapped[int | None] = mapped_column(BigId)
+    """Id of the :class:`sms_ext.Message` (another metadata: no foreign key)."""
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    voucher: Mapped[Voucher] = relationship(back_populates="sends")

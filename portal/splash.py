@@ -31,6 +31,7 @@ from flask import (
     request,
     session,
 )
+from flask_babel import gettext
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -86,6 +87,7 @@ class VenueLocation:
     slug: str
     timezone: str
     region: str
+    language: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class VenuePage:
     title: str
     terms: str
     otp_enabled: bool
+    text: str
+    brand_color: str
 
 
 Venue = tuple[VenueLocation, VenuePage]
@@ -107,9 +111,12 @@ VENUE_QUERY = (
         _location.slug,
         _location.timezone,
         _location.region,
+        _location.language,
         _page.title,
         _page.terms,
         _page.otp_enabled,
+        _page.text,
+        _page.brand_color,
     )
     .join_from(Location.__table__, SplashPage.__table__, _page.location_id == _location.id)
     .where(_location.slug == bindparam("slug"))
@@ -120,8 +127,9 @@ def _load_venue(slug: str) -> Venue | None:
     row = db.session.execute(VENUE_QUERY, {"slug": slug}).first()
     if row is None:
         return None
-    location = VenueLocation(row.id, row.name, row.slug, row.timezone, row.region)
-    return location, VenuePage(row.title, row.terms, row.otp_enabled)
+    location = VenueLocation(row.id, row.name, row.slug, row.timezone, row.region, row.language)
+    page = VenuePage(row.title, row.terms, row.otp_enabled, row.text, row.brand_color)
+    return location, page
 
 
 def current_venue() -> Venue:
@@ -202,10 +210,10 @@ def phone_region() -> str | None:
 
 
 def branding() -> dict[str, str]:
-    """``branding`` callback: the venue's name and page title on the extension's code page,
-    as on the splash page."""
+    """``branding`` callback: the venue's name, page title and brand colour on the extension's
+    code page, as on the splash page."""
     location, page = current_venue()
-    return {"name": location.name, "title": page.title}
+    return {"name": location.name, "title": page.title, "accent": page.brand_color}
 
 
 # --- controller parameters ---
@@ -225,10 +233,13 @@ def _web_url(raw: str) -> bool:
 class UnusableLoginURL(BadRequest):
     """The controller's login URL is not http(s): following it could run script or worse."""
 
-    description = (
-        "The Wi-Fi network sent this page a login address it cannot use. "
-        "Please reconnect to the Wi-Fi and try again."
-    )
+    def __init__(self) -> None:
+        super().__init__(
+            gettext(
+                "The Wi-Fi network sent this page a login address it cannot use. "
+                "Please reconnect to the Wi-Fi and try again."
+            )
+        )
 
 
 def login_url() -> str | None:
@@ -251,13 +262,23 @@ def original_url() -> str | None:
     return None
 
 
-def _controller_value(*names: str) -> str | None:
+def controller_value(*names: str) -> str | None:
     """The first non-empty parameter of ``names``, printable characters only, cut to size."""
     for name in names:
         value = "".join(ch for ch in request.args.get(name, "") if ch.isprintable()).strip()
         if value:
             return value[:MAX_CONTROLLER_VALUE]
     return None
+
+
+def client_mac() -> str | None:
+    """The client's MAC as the controller sent it, lower-case."""
+    return (controller_value(*CLIENT_MAC_PARAMS) or "").lower() or None
+
+
+def client_ip() -> str | None:
+    """The client's IP from the controller, else the address the request came from."""
+    return controller_value("ip") or (request.remote_addr or "")[:64] or None
 
 
 def _login_redirect(target: str) -> Response:
@@ -279,7 +300,11 @@ def country_hint(region: str | None) -> dict[str, Any] | None:
     return {"name": country_name(region.upper()), "code": code}
 
 
-def _phone_form(error: str | None = None, status: int = 200) -> Response:
+def phone_form(
+    error: str | None = None, status: int = 200, *, voucher_error: str | None = None
+) -> Response:
+    """The splash page; ``error`` is shown by the phone form, ``voucher_error`` by the voucher
+    form (see :mod:`portal.vouchers.login`)."""
     location, page = current_venue()
     form = request.form
     return make_response(
@@ -292,6 +317,8 @@ def _phone_form(error: str | None = None, status: int = 200) -> Response:
             phone=form.get("phone", "")[:MAX_KEPT_INPUT],
             terms_accepted=bool(form.get("terms")),
             marketing=bool(form.get("marketing")),
+            voucher_error=voucher_error,
+            voucher=form.get("voucher", "")[:MAX_KEPT_INPUT],
         ),
         status,
     )
@@ -305,7 +332,9 @@ def not_found(_error: NotFound) -> tuple[str, int]:
 @bp.errorhandler(UnusableLoginURL)
 def unusable_login_url(error: UnusableLoginURL) -> tuple[str, int]:
     return render_template(
-        "portal/splash_404.html", heading="This link cannot be used", message=error.description
+        "portal/splash_404.html",
+        heading=gettext("This link cannot be used"),
+        message=error.description,
     ), 400
 
 
@@ -315,14 +344,18 @@ def splash(slug: str) -> Response:
     _location, page = current_venue()
     login_url()  # refuse a bad login URL now, not after the guest typed a code
     if request.method == "GET":
-        return _phone_form()
+        return phone_form()
+    if "voucher" in request.form:
+        from .vouchers.login import voucher_login  # imported here: it builds on this module
+
+        return voucher_login()
     if page.terms.strip() and not request.form.get("terms"):
-        return _phone_form("Please accept the terms of use to continue.", 400)
+        return phone_form(gettext("Please accept the terms of use to continue."), 400)
     session[CONSENT_KEY] = {"slug": slug, "marketing": bool(request.form.get("marketing"))}
     try:
         return sms.verify_phone(request.form.get("phone", ""))
     except PhoneNumberError as exc:
-        return _phone_form(str(exc), 400)
+        return phone_form(str(exc), 400)
 
 
 def _guest(phone: str) -> Guest:
@@ -358,15 +391,22 @@ def on_verified(phone: str, verified_by_otp: bool) -> Response:
         GuestSession(
             guest=guest,
             location_id=location.id,
-            client_mac=(_controller_value(*CLIENT_MAC_PARAMS) or "").lower() or None,
-            client_ip=_controller_value("ip") or (request.remote_addr or "")[:64] or None,
-            ap=_controller_value("ap"),
+            client_mac=client_mac(),
+            client_ip=client_ip(),
+            ap=controller_value("ap"),
             phone=phone,
             verified_by_otp=verified_by_otp,
             started_at=now,
         )
     )
     db.session.commit()
+    return let_online(login_target)
+
+
+def let_online(login_target: str | None) -> Response:
+    """The guest is allowed online: off to the controller's login URL (the query string kept),
+    or the connected page when the controller gave none."""
+    location, _page = current_venue()
     if login_target:
         return _login_redirect(login_target)
     wanted = original_url()

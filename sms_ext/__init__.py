@@ -18,7 +18,16 @@ from .errors import (
     VaultError,
 )
 from .extension import SMS
-from .models import Gateway, Kind, Message, MessageAttempt, OtpChallenge, Status, metadata
+from .models import (
+    Gateway,
+    Kind,
+    Message,
+    MessageAttempt,
+    MessageTemplate,
+    OtpChallenge,
+    Status,
+    metadata,
+)
 
 __all__ = [
     "SMS",
@@ -30,6 +39,7 @@ __all__ = [
     "Message",
     "MessageAttempt",
     "MessageError",
+    "MessageTemplate",
     "OtpChallenge",
     "OtpRateLimited",
     "OtpUnavailable",

@@ -13,6 +13,8 @@ from typing import Literal
 
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
+from .i18n import gettext, ngettext
+
 
 class SMSError(Exception):
     """Base of every error sms_ext raises on purpose."""
@@ -56,7 +58,7 @@ class GatewayConfigError(SMSError, ValueError):
 
 
 class TemplateError(SMSError, ValueError):
-    """A payload template cannot be used; the message says what to change."""
+    """A gateway payload or SMS template cannot be used; the message says what to change."""
 
 
 class LuaScriptError(SMSError):
@@ -70,12 +72,11 @@ class VaultError(SMSError, RuntimeError):
 def wait_text(seconds: int) -> str:
     """``"45 seconds"``, ``"4 minutes"``: how long to wait, in words a guest reads at a glance."""
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
     minutes = -(-seconds // 60)
     if minutes < 90:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    hours = -(-minutes // 60)
-    return f"{hours} hours"
+        return ngettext("%(num)d minute", "%(num)d minutes", minutes)
+    return ngettext("%(num)d hour", "%(num)d hours", -(-minutes // 60))
 
 
 class OtpRateLimited(SMSError, TooManyRequests):
@@ -88,11 +89,19 @@ class OtpRateLimited(SMSError, TooManyRequests):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(
-            f"Too many codes were requested. Please try again in {wait_text(retry_after)}."
+            gettext(
+                "Too many codes were requested. Please try again in %(wait)s.",
+                wait=wait_text(retry_after),
+            )
         )
 
 
 class OtpUnavailable(SMSError, ServiceUnavailable):
-    """Codes cannot be sent right now (rate limits cannot be checked: Redis is unreachable)."""
+    """Codes cannot be sent right now; without a ``description``, the outage's sentence (rate
+    limits cannot be checked: Redis or the database is unreachable)."""
 
-    description = "Text-message verification is unavailable right now. Please try again soon."
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(
+            description
+            or gettext("Text-message verification is unavailable right now. Please try again soon.")
+        )

@@ -14,10 +14,11 @@ from flask.typing import ResponseReturnValue
 from . import admin, config
 from .cli import sms_cli
 from .errors import OtpRateLimited, OtpUnavailable
+from .gateways import locations as gateway_locations
 from .gateways import store as gateway_store
 from .gateways.vault import Vault
-from .messages import outbox
-from .models import Gateway, Kind, Message
+from .messages import outbox, template_store
+from .models import Gateway, Kind, Message, MessageTemplate
 from .otp import flow as otp_flow
 from .state import Registrations, SMSState, get_state
 
@@ -74,6 +75,16 @@ class SMS:
         self._registrations.admin_callback = callback
         return callback
 
+    def admin_page(self, endpoint: str, label: str) -> None:
+        """Show a host page in the admin menu, after the extension's own areas.
+
+        The page stays the host's (its view, its access check); extending
+        ``sms/admin/base.html`` gives it the same header, menu and styles.
+        """
+        pages = self._registrations.admin_pages
+        if (endpoint, label) not in pages:
+            pages.append((endpoint, label))
+
     def protect(
         self,
         blueprint: Blueprint | str,
@@ -83,6 +94,7 @@ class SMS:
         location: Callable[[], str | None] = lambda: None,
         region: Callable[[], str | None] = lambda: None,
         branding: Callable[[], Mapping[str, str]] | None = None,
+        language: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Add the SMS code step to a splash blueprint (before or after it is registered).
 
@@ -99,10 +111,14 @@ class SMS:
             ``title``, ``logo_url``, ``accent`` (a CSS colour for buttons and links) and
             ``background`` (a CSS colour). A host wanting more overrides
             ``sms/otp/base.html`` in its own templates.
+        :param language: the guest's language tag (``es``): the code SMS is the ``otp``
+            template of that language, else the English one, else ``SMS_OTP_MESSAGE``.
         All callbacks run in the request context of the protected view.
         """
         name = blueprint if isinstance(blueprint, str) else blueprint.name
-        protection = otp_flow.Protection(on_verified, required, location, region, branding)
+        protection = otp_flow.Protection(
+            on_verified, required, location, region, branding, language
+        )
         self._registrations.protected[name] = protection
 
     def verify_phone(self, raw_phone: str) -> ResponseReturnValue:
@@ -121,6 +137,7 @@ class SMS:
         kind: str = Kind.PERSONAL,
         location: str | None = None,
         customer: str | None = None,
+        sent_by: str | None = None,
         expires_at: datetime | None = None,
         region: str | None = None,
         gateway: Gateway | None = None,
@@ -135,6 +152,7 @@ class SMS:
         :param kind: one of :class:`~sms_ext.Kind`.
         :param location: the host's location key; picks the gateways that serve it.
         :param customer: a free reference to the host's guest/customer record.
+        :param sent_by: who sent it by hand (an admin's username), shown in the SMS log.
         :param expires_at: give up after this time (default: the "days to expire" setting).
         :param gateway: send through this gateway only (test sends), even if disabled.
         :param commit: commit now (default), or leave the row in the caller's transaction.
@@ -147,6 +165,7 @@ class SMS:
             kind=kind,
             location=location,
             customer=customer,
+            sent_by=sent_by,
             expires_at=expires_at,
             region=region,
             gateway=gateway,
@@ -159,6 +178,7 @@ class SMS:
         *,
         kind: str = Kind.CAMPAIGN,
         location: str | None = None,
+        sent_by: str | None = None,
         expires_at: datetime | None = None,
         region: str | None = None,
         commit: bool = True,
@@ -166,7 +186,8 @@ class SMS:
         """Queue many messages (``(to, body)`` pairs); returns their ids, in order.
 
         Rows go in with bulk inserts and each job carries ``SMS_BATCH_SIZE`` ids, so a worker
-        sends a whole batch over kept-alive connections (and a provider's bulk endpoint).
+        sends a whole batch over kept-alive connections (and a provider's bulk endpoint);
+        ``sent_by`` names the admin who started it, on every row (see :meth:`send`).
         Every number and text is checked before anything is written: one bad entry raises
         (see :meth:`send`) and nothing is queued.
         """
@@ -174,7 +195,14 @@ class SMS:
         expiry = outbox.expiry(state, expires_at)  # once: every row of the batch shares it
         rows = [
             outbox.compose(
-                state, to, body, kind=kind, location=location, expires_at=expiry, region=region
+                state,
+                to,
+                body,
+                kind=kind,
+                location=location,
+                sent_by=sent_by,
+                expires_at=expiry,
+                region=region,
             )
             for to, body in recipients
         ]
@@ -182,6 +210,33 @@ class SMS:
         if commit:
             state.session.commit()
         return ids
+
+    def templates(
+        self, kind: str | None = None, language: str | None = None
+    ) -> list[MessageTemplate]:
+        """The stored SMS templates by kind, language and name, optionally only one kind
+        (``"otp"``, ``"voucher"``, ``"personal"``, ``"campaign"``, ``"notice"``) or language."""
+        return template_store.listed(get_state().session, kind, language)
+
+    def render_template(
+        self,
+        kind: str,
+        variables: Mapping[str, object],
+        *,
+        language: str | None = None,
+        template_id: int | None = None,
+    ) -> str:
+        """The text of an SMS template with ``variables`` (see
+        ``sms_ext.text.templates.VARIABLES[kind]``; missing ones render empty).
+
+        The template is ``template_id`` when given, else the ``kind`` template in ``language``
+        (``es-mx``, then ``es``), else in English; the first by name when several match. Raises
+        :class:`~sms_ext.TemplateError` when there is none or it cannot be rendered (the text
+        would exceed 1,600 characters, say).
+        """
+        return template_store.render(
+            get_state().session, kind, variables, language=language, template_id=template_id
+        )
 
     def save_gateway(
         self, data: Mapping[str, Any], gateway: Gateway | None = None, *, commit: bool = True
@@ -216,3 +271,32 @@ class SMS:
         if commit:
             state.session.commit()
         return saved
+
+    def gateways_for_location(self, key: str) -> list[Gateway]:
+        """Every gateway (enabled or not) that serves location ``key``, in priority order."""
+        return gateway_locations.gateways_for_location(get_state().session, key)
+
+    def set_location_gateways(
+        self,
+        key: str,
+        gateway_ids: Iterable[int],
+        *,
+        all_locations: Iterable[str],
+        commit: bool = True,
+    ) -> None:
+        """Make exactly the gateways ``gateway_ids`` serve location ``key``; none given means
+        every gateway. Every other location of ``all_locations`` (the host's location keys)
+        keeps the gateways it had. Raises :class:`~sms_ext.GatewayConfigError` (field
+        ``gateways``) before changing anything.
+        """
+        state = get_state()
+        gateway_locations.set_location_gateways(state.session, key, gateway_ids, all_locations)
+        if commit:
+            state.session.commit()
+
+    def rename_location(self, old: str, new: str, *, commit: bool = True) -> None:
+        """The host renamed location key ``old`` to ``new``: its gateways follow it."""
+        state = get_state()
+        gateway_locations.rename_location(state.session, old, new)
+        if commit:
+            state.session.commit()

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     select,
 )
@@ -138,6 +139,8 @@ class Message(Base):
     location: Mapped[str | None] = mapped_column(String(80))
     customer_ref: Mapped[str | None] = mapped_column(String(120))
     """Free reference to the host's customer/guest record."""
+    sent_by: Mapped[str | None] = mapped_column(String(120))
+    """Who sent it by hand (an admin's username); ``None`` for the system's own messages."""
     gateway_id: Mapped[int | None] = mapped_column(
         ForeignKey("sms_gateway.id", ondelete="SET NULL")
     )
@@ -177,6 +180,7 @@ class Message(Base):
         Index("ix_sms_message_gateway_created", "gateway_id", "created_at"),
         Index("ix_sms_message_provider_id", "provider_message_id"),
         Index("ix_sms_message_claim", "claim_token"),
+        Index("ix_sms_message_customer_created", "customer_ref", "created_at"),
     )
 
     def __repr__(self) -> str:
@@ -237,6 +241,29 @@ class OtpChallenge(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_sms_otp_challenge_phone_created", "phone", "created_at"),)
+
+
+class MessageTemplate(Base):
+    """An admin-written SMS text of one kind and language (see :mod:`sms_ext.text.templates`).
+
+    Several templates may share a kind and language (say, two voucher texts); the one picked
+    for a send without an explicit template is the first by name.
+    """
+
+    __tablename__ = "sms_template"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(16))
+    """A language tag such as ``en`` or ``es``."""
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("kind", "language", "name"),)
+
+    def __repr__(self) -> str:
+        return f"<MessageTemplate {self.id} {self.kind}/{self.language} {self.name!r}>"
 
 
 class Setting(Base):

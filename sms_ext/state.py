@@ -45,6 +45,8 @@ class Registrations:
     admin_callback: Callable[[], bool | ResponseReturnValue] | None = None
     protected: dict[str, Protection] = field(default_factory=dict)
     """Splash blueprints with the code step, by blueprint name."""
+    admin_pages: list[tuple[str, str]] = field(default_factory=list)
+    """The host's own admin pages, ``(endpoint, label)``, shown in the menu after ours."""
 
 
 @dataclass

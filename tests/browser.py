@@ -70,7 +70,9 @@ def browser_status() -> str:
 
 @contextmanager
 def chromium_page(profile: Path, **context_options: Any) -> Iterator[Page]:
-    """A page of Debian's Chromium with a fresh profile; fails clearly when there is none."""
+    """A page of Debian's Chromium with a fresh profile; fails clearly when there is none.
+
+    ``context_options`` go to Playwright's context (``locale="es-ES"`` for another language)."""
     if not chromium_found():
         pytest.fail(
             f"No Chromium executable at {chromium_path()}. Install Debian's "
@@ -84,9 +86,7 @@ def chromium_page(profile: Path, **context_options: Any) -> Iterator[Page]:
             executable_path=chromium_path(),
             headless=True,
             args=list(CHROMIUM_ARGS),
-            locale="en-US",
-            color_scheme="light",
-            **context_options,
+            **{"locale": "en-US", "color_scheme": "light", **context_options},
         )
         try:
             context.set_default_timeout(TIMEOUT_MS)

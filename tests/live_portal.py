@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask
+from playwright.sync_api import Page
 from werkzeug.serving import make_server
 
 from portal import create_app
@@ -62,3 +63,19 @@ def serving(app: Flask, service_urls: tuple[str, str]) -> Iterator[str]:
         thread.join()
         with app.app_context():
             db.engine.dispose()
+
+
+USERNAME, PASSWORD = "ops", "correct horse battery"
+"""The admin the browser tests log in as (``tests.test_portal_admin.add_admin``'s defaults)."""
+
+
+def log_in(
+    page: Page, base: str, path: str, username: str = USERNAME, password: str = PASSWORD
+) -> None:
+    """Open an admin ``path``, get sent to the login form, log in there, land back on it."""
+    page.goto(f"{base}{path}")
+    page.wait_for_url(f"{base}/admin/login?next=**")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}{path}")

@@ -50,6 +50,7 @@ def build(database_url: str, redis_url: str, *, protect_first: bool = False, **c
             required=lambda: app.config["SPLASH_OTP"],
             location=lambda: request.view_args["slug"],
             region=lambda: "ZA",
+            language=lambda: request.args.get("lang"),
         )
 
     if protect_first:

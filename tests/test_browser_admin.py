@@ -26,13 +26,12 @@ from sms_ext import Gateway, Kind, Message, Status
 from sms_ext.admin.logs import EXPORT_COLUMNS
 from tests.browser import chromium_page, screenshot
 from tests.helpers import add_gateway, custom_gateway
-from tests.live_portal import fresh_portal, serving
+from tests.live_portal import PASSWORD, USERNAME, fresh_portal, log_in, serving
 from tests.simulator import GatewaySimulator
 
 pytestmark = pytest.mark.browser
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}, "device_scale_factor": 1}
-USERNAME, PASSWORD = "ops", "correct horse battery"
 API_KEY = "ck-live-0123456789abcdefXYZ9"
 PHONE = "+27831234567"
 PHONE_MASKED = "+27 83 \u2022\u2022\u2022 4567"
@@ -85,22 +84,13 @@ def gateway_id(app: Flask, name: str) -> int:
         return session.scalars(select(Gateway.id).where(Gateway.name == name)).one()
 
 
-def log_in(page: Page, base: str) -> None:
-    page.goto(f"{base}/sms/admin/")
-    page.wait_for_url(f"{base}/admin/login?next=**")
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/sms/admin/")
-
-
 def test_admin_sets_up_tests_and_audits_gateways(
     desktop_page: Page, live_portal: LivePortal, simulator: GatewaySimulator, backend: str
 ) -> None:
     page, base, app = desktop_page, live_portal.url, live_portal.app
 
     # -- log in through the form -----------------------------------------------------------
-    log_in(page, base)
+    log_in(page, base, "/sms/admin/")
     expect(page.locator("h1")).to_have_text("Dashboard")
     screenshot(page, f"admin-{backend}-1-dashboard")
 
@@ -233,7 +223,7 @@ def test_a_test_send_through_a_broken_gateway_ends_failed(
         custom_gateway(app, simulator, "Backup")
         broken = custom_gateway(app, simulator, "Broken", enabled=False).id
     simulator.fail_always("custom", "500")
-    log_in(page, base)
+    log_in(page, base, "/sms/admin/")
     page.goto(f"{base}/sms/admin/gateways/{broken}/")
     expect(page.locator("h1")).to_have_text("Edit Broken")
 
@@ -287,7 +277,7 @@ def test_a_moved_gateway_keeps_the_keyboard_focus(
     with app.app_context():
         for name in ("Alpha", "Bravo", "Charlie"):
             add_gateway(app, name=name, type="sandbox")
-    log_in(page, base)
+    log_in(page, base, "/sms/admin/")
     page.goto(f"{base}/sms/admin/gateways/")
     for _ in range(60):  # the keyboard only: Tab until the button, as an admin would
         if focused_label(page) == "Move Charlie up":
@@ -342,7 +332,7 @@ def test_helper_text_contrast_and_the_days_input(
     page, base, app = desktop_page, live_portal.url, live_portal.app
     with app.app_context():
         gateway = custom_gateway(app, simulator, "Main").id
-    log_in(page, base)
+    log_in(page, base, "/sms/admin/")
     measured = []
     for path in ("gateways/", f"gateways/{gateway}/", "logs/", "settings", ""):
         page.goto(f"{base}/sms/admin/{path}")

@@ -14,12 +14,12 @@ from sqlalchemy import select
 from sms_ext import Gateway
 from sms_ext.gateways.store import gateway_config
 from tests.browser import screenshot
+from tests.live_portal import log_in
 from tests.simulator import GatewaySimulator
 from tests.test_browser_admin import (  # noqa: F401  (fixtures)
     LivePortal,
     desktop_page,
     live_portal,
-    log_in,
 )
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def test_preview_keeps_typed_secrets_and_an_empty_used_key_is_refused(
     backend: str,
 ) -> None:
     page, base, app = desktop_page, live_portal.url, live_portal.app
-    log_in(page, base)
+    log_in(page, base, "/sms/admin/")
 
     # -- preview with a typed key: the key stays in its input, the preview masks it ----------
     page.goto(f"{base}/sms/admin/gateways/new?type=custom")

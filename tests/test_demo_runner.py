@@ -4,6 +4,7 @@ the demo before anything is seeded."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import requests
 from flask import Flask
 
@@ -78,11 +80,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_demo_says_where_its_data_lives_and_how_to_reset_the_password(
-    tmp_path: Path, redis_url: str
-) -> None:
-    port = free_port()
-    demo = subprocess.Popen(
+def start_demo(tmp_path: Path, redis_url: str, port: int) -> subprocess.Popen[str]:
+    """``python -m portal.demo`` as ``make run`` starts it, in its own process group."""
+    return subprocess.Popen(
         [sys.executable, "-m", "portal.demo"],
         cwd=ROOT,
         env=demo_env(tmp_path, redis_url, port),
@@ -91,6 +91,13 @@ def test_demo_says_where_its_data_lives_and_how_to_reset_the_password(
         text=True,
         start_new_session=True,
     )
+
+
+def test_demo_says_where_its_data_lives_and_how_to_reset_the_password(
+    tmp_path: Path, redis_url: str
+) -> None:
+    port = free_port()
+    demo = start_demo(tmp_path, redis_url, port)
     lines: list[str] = []
     try:
         for line in demo.stdout:
@@ -126,3 +133,23 @@ def test_portal_commands_name_their_database(portal_app: Flask) -> None:
     assert "flask --app wsgi portal create-admin admin" in seeded.output
     created = runner.invoke(args=["portal", "create-admin", "boss", "--password", "x" * 12])
     assert created.exit_code == 0 and f"Database: {label}" in created.output
+
+
+def test_sigterm_to_the_demo_stops_its_worker_and_web_app(tmp_path: Path, redis_url: str) -> None:
+    """A supervisor (or ``timeout``) stops the demo with SIGTERM to it alone: its children must
+    not live on as orphans holding the port and the queue."""
+    port = free_port()
+    demo = start_demo(tmp_path, redis_url, port)
+    try:
+        for line in demo.stdout:
+            if "Ctrl-C stops" in line:
+                break
+        children = psutil.Process(demo.pid).children(recursive=True)
+        assert len(children) >= 2  # the worker and the web app
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(30)
+        _gone, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)

@@ -6,7 +6,8 @@ import os
 import time
 
 import pytest
-from flask import Flask
+from flask import Flask, render_template_string
+from flask.testing import FlaskClient
 from flask_sqlalchemy import SQLAlchemy
 
 from sms_ext import SMS, ConfigError, metadata
@@ -140,3 +141,18 @@ def test_embedded_redis_without_url(tmp_path) -> None:
 )
 def test_urls_are_shown_without_their_passwords(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+def test_host_admin_pages_join_the_menu(app: Flask, admin_client: FlaskClient, sms: SMS) -> None:
+    """A host page registered with ``admin_page`` is in the menu of every admin page."""
+
+    @app.get("/host-admin/rooms")
+    def rooms() -> str:
+        return render_template_string('{% extends "sms/admin/base.html" %}')
+
+    sms.admin_page("rooms", "Rooms")
+    sms.admin_page("rooms", "Rooms")  # twice is once
+    for path in ("/sms/admin/", "/host-admin/rooms"):
+        page = admin_client.get(path).get_data(as_text=True)
+        assert page.count('href="/host-admin/rooms"') == 1, path
+        assert page.index(">Settings<") < page.index(">Rooms<")

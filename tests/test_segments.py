@@ -178,3 +178,35 @@ def test_matches_character_by_character_packing(seed: int) -> None:
     assert info.units == _units(text, info.encoding)
     assert info.remaining == info.per_segment - _units(parts[-1], info.encoding)
     assert all(_units(part, info.encoding) <= info.per_segment for part in parts)
+
+
+@pytest.mark.parametrize("ext", [*"€[]{}^~|\\"])
+def test_every_extension_character_at_the_160_and_153_boundaries(ext: str) -> None:
+    assert analyze(ext * 80) == SegmentInfo("gsm7", 160, 1, 160, 0)
+    # 161 septets: the 77th pair would straddle septets 153/154, so the first part holds 152.
+    assert analyze(ext * 80 + "a") == SegmentInfo("gsm7", 161, 2, 153, 144)
+    assert _reference_parts(ext * 80 + "a") == [ext * 76, ext * 4 + "a"]
+    part = "a" + ext * 76  # 153 septets: exactly one concatenated part
+    assert analyze(part * 2) == SegmentInfo("gsm7", 306, 2, 153, 0)
+    assert analyze(part * 2 + "a") == SegmentInfo("gsm7", 307, 3, 153, 152)
+    straddling = "a" * 152 + ext + "a" * 10  # the ESC pair would sit on septets 153 and 154
+    assert analyze(straddling) == SegmentInfo("gsm7", 164, 2, 153, 141)
+    assert _reference_parts(straddling) == ["a" * 152, ext + "a" * 10]
+
+
+def test_emoji_only_at_the_70_and_67_boundaries() -> None:
+    assert analyze(EMOJI * 35) == SegmentInfo("ucs2", 70, 1, 70, 0)
+    # 71 units: the 34th emoji would straddle units 67/68, so the first part holds 66.
+    assert analyze(EMOJI * 35 + "a") == SegmentInfo("ucs2", 71, 2, 67, 62)
+    assert _reference_parts(EMOJI * 35 + "a") == [EMOJI * 33, EMOJI * 2 + "a"]
+    part = EMOJI * 33 + "a"  # 67 units: exactly one concatenated part
+    assert analyze(part * 2) == SegmentInfo("ucs2", 134, 2, 67, 0)
+    assert analyze(part * 2 + "a") == SegmentInfo("ucs2", 135, 3, 67, 66)
+    assert analyze(EMOJI * 36) == SegmentInfo("ucs2", 72, 2, 67, 61)
+    assert _reference_parts(EMOJI * 36) == [EMOJI * 33, EMOJI * 3]  # 66 units, one wasted
+
+
+def test_an_extension_character_with_a_ucs2_one_counts_one_unit() -> None:
+    # Once the text is UCS-2, "€" is one UTF-16 unit like any other BMP character.
+    assert analyze("€" * 69 + "ç") == SegmentInfo("ucs2", 70, 1, 70, 0)
+    assert analyze("€" * 70 + "ç") == SegmentInfo("ucs2", 71, 2, 67, 63)

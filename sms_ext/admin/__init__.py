@@ -17,14 +17,16 @@ MENU: tuple[tuple[str, str], ...] = (
     ("sms_admin.dashboard", "Dashboard"),
     ("sms_admin.gateways", "Gateways"),
     ("sms_admin.logs", "SMS logs"),
+    ("sms_admin.templates", "Templates"),
     ("sms_admin.settings", "Settings"),
 )
 """(endpoint, label) of each admin area, in menu order."""
 
 
-@bp.context_processor
+@bp.app_context_processor
 def navigation() -> dict[str, object]:
-    return {"sms_admin_nav": MENU}
+    """The menu for every page extending ``sms/admin/base.html``, the host's included."""
+    return {"sms_admin_nav": MENU + tuple(get_state().registrations.admin_pages)}
 
 
 @bp.before_request
@@ -42,4 +44,4 @@ def require_admin() -> ResponseReturnValue | None:
 
 
 # Each area registers its routes on import.
-from . import dashboard, gateways, logs, settings  # noqa: E402,F401
+from . import dashboard, gateways, logs, settings, templates  # noqa: E402,F401

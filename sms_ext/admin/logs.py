@@ -58,6 +58,8 @@ EXPORT_COLUMNS = (
     "segments",
     "attempts",
     "last_error",
+    "customer",
+    "sent_by",
 )
 
 
@@ -207,7 +209,12 @@ def logs_export() -> Response:
         return Response("\n".join(errors) + "\n", status=400, mimetype="text/plain")
     recipient = (lambda number: number) if show_full_numbers() else mask_phone
     stmt = _rows_query(flt).add_columns(
-        Message.provider_message_id, Message.encoding, Message.attempts, Message.last_error
+        Message.provider_message_id,
+        Message.encoding,
+        Message.attempts,
+        Message.last_error,
+        Message.customer_ref,
+        Message.sent_by,
     )
 
     def generate() -> Iterator[str]:
@@ -237,6 +244,8 @@ def logs_export() -> Response:
                         row.segments,
                         row.attempts,
                         neutralise(row.last_error),
+                        neutralise(row.customer_ref),
+                        neutralise(row.sent_by),
                     ]
                 )
             yield buffer.getvalue()

@@ -34,7 +34,8 @@ MAX_BODY = 1600
 """Longest text we accept: the common provider limit (Twilio's) for one concatenated SMS."""
 MAX_LOCATION = 80
 MAX_CUSTOMER = 120
-"""Lengths of the ``location`` and ``customer_ref`` columns."""
+MAX_SENT_BY = 120
+"""Lengths of the ``location``, ``customer_ref`` and ``sent_by`` columns."""
 
 DELIVER_JOB = "sms_ext.messages.jobs.deliver"
 """Delivery jobs are enqueued by dotted path: the outbox never imports the delivery code."""
@@ -63,7 +64,9 @@ def new_job_id() -> str:
     return f"sms-{uuid.uuid4().hex}"
 
 
-def _check(to: object, body: object, kind: str, location: object, customer: object) -> None:
+def _check(
+    to: object, body: object, kind: str, location: object, customer: object, sent_by: object
+) -> None:
     """Refuse what the database could not store, naming the argument (see :mod:`..checks`)."""
     try:
         Kind(kind)
@@ -81,6 +84,8 @@ def _check(to: object, body: object, kind: str, location: object, customer: obje
         problem = text_problem(location, "The location", MAX_LOCATION)
     if problem is None and customer is not None:
         problem = text_problem(customer, "The customer reference", MAX_CUSTOMER)
+    if problem is None and sent_by is not None:
+        problem = text_problem(sent_by, "The sender (sent_by)", MAX_SENT_BY)
     if problem is not None:
         raise MessageError(problem)
 
@@ -102,6 +107,7 @@ def compose(
     kind: str = Kind.PERSONAL,
     location: str | None = None,
     customer: str | None = None,
+    sent_by: str | None = None,
     expires_at: datetime | None = None,
     region: str | None = None,
     gateway: Gateway | None = None,
@@ -112,7 +118,7 @@ def compose(
     While sending is switched off in the settings the row is born ``failed`` with the reason,
     so the log shows what would have gone out.
     """
-    _check(to, body, kind, location, customer)
+    _check(to, body, kind, location, customer, sent_by)
     info = analyze(body)
     now = utcnow()
     row: dict[str, Any] = {
@@ -126,6 +132,7 @@ def compose(
         "status": Status.QUEUED,
         "location": location,
         "customer_ref": customer,
+        "sent_by": sent_by,
         "created_at": now,
         "next_attempt_at": now,
         "expires_at": expiry(state, expires_at),

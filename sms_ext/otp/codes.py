@@ -11,7 +11,6 @@ message row holds the text masked and the real text encrypted (:mod:`..messages.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import math
@@ -20,21 +19,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jinja2 import Template
-from jinja2.sandbox import SandboxedEnvironment
 from redis.exceptions import RedisError
 from sqlalchemy import Connection, CursorResult, Row, bindparam, insert, select, update
 
 from .. import runtime
 from ..errors import OtpRateLimited, OtpUnavailable
-from ..messages import outbox, secrecy
+from ..i18n import gettext, ngettext
+from ..messages import outbox, secrecy, template_store
 from ..models import CHALLENGES, MESSAGES, Gateway, Kind, Status, utcnow
 from ..state import SMSState
+from ..text import templates
 from ..text.phone import calling_code
 from . import budgets
 from .limits import Limiter
-
-_templates = SandboxedEnvironment(autoescape=False)
 
 # Core statements built once: a guest's POST runs them as they are (no ORM, no statement
 # building or cache-key work per request), on the session's connection and transaction.
@@ -77,9 +74,13 @@ MESSAGE_STATUS = (
 _g = Gateway.__table__.c
 ENABLED_GATEWAYS = select(_g.locations).where(_g.enabled.is_(True))
 
-NOT_AVAILABLE = "No text message can be sent right now. Please try again later, or ask the staff."
-"""Told when no code can come (sending off, no gateway, the SMS failed); the page's heading
-says "SMS codes are not available right now"."""
+
+def not_available() -> str:
+    """Told when no code can come (sending off, no gateway, the SMS failed); the page's heading
+    says "SMS codes are not available right now"."""
+    return gettext(
+        "No text message can be sent right now. Please try again later, or ask the staff."
+    )
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,6 @@ def _limiter(state: SMSState) -> Limiter:
     return limiter
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(template: str) -> Template:
-    return _templates.from_string(template)
-
-
 def digest(state: SMSState, session_key: str, phone: str, code: str) -> str:
     """HMAC of a code, bound to the session and the phone: a leaked table reveals nothing."""
     key = hashlib.sha256(b"sms_ext otp\0" + state.settings.encryption_key.encode()).digest()
@@ -126,13 +122,21 @@ def new_code(digits: int) -> str:
     return "".join(secrets.choice("0123456789") for _ in range(digits))
 
 
-def message_text(state: SMSState, code: str) -> str:
-    """The SMS: the configured template, then the WebOTP line that lets phones autofill.
+def otp_template(state: SMSState, language: str | None) -> str:
+    """The template of the code SMS: the admin's ``otp`` template in ``language`` (else in
+    English), else ``SMS_OTP_MESSAGE``."""
+    body = template_store.body_for(state.session, "otp", language)
+    return state.settings.otp.message if body is None else body
+
+
+def message_text(state: SMSState, template: str, code: str, venue: str | None = None) -> str:
+    """The SMS: ``template`` with the code, then the WebOTP line that lets phones autofill.
 
     The line's host is configuration (``SMS_OTP_WEBOTP_HOST`` or ``SERVER_NAME``), never the
     request's Host header, which anyone can set; without one the SMS has no such line.
     """
-    text = _compiled(state.settings.otp.message).render(code=code).strip()
+    minutes = max(1, state.settings.otp.ttl_seconds // 60)
+    text = templates.render(template, {"code": code, "minutes": minutes, "venue": venue or ""})
     host = state.settings.otp.webotp_host
     return f"{text}\n\n@{host} #{code}" if host else text
 
@@ -166,10 +170,10 @@ def ensure_available(state: SMSState, location: str | None) -> None:
     settings, or no enabled gateway serves ``location``. Checked before any limit counts, so
     a guest told "not available" has used up nothing."""
     if not runtime.current(state).sending_enabled:
-        raise OtpUnavailable(NOT_AVAILABLE)
+        raise OtpUnavailable(not_available())
     served = _connection(state).execute(ENABLED_GATEWAYS).scalars()
     if not any(not locations or location in locations for locations in served):
-        raise OtpUnavailable(NOT_AVAILABLE)
+        raise OtpUnavailable(not_available())
 
 
 def message_failed(state: SMSState, challenge_id: int) -> bool:
@@ -187,12 +191,15 @@ def issue(
     client_mac: str | None,
     location: str | None,
     new_key: bool = False,
+    language: str | None = None,
+    venue: str | None = None,
 ) -> int:
     """Send a new code to ``phone`` for this session (its earlier code dies); returns the
     challenge id.
 
     ``new_key``: the session key was made in this request, so no challenge can have it and
-    the cooldown lookup is skipped (a guest's first code).
+    the cooldown lookup is skipped (a guest's first code). ``language`` picks the OTP
+    template (:func:`otp_template`); ``venue`` fills its ``{{ venue }}``.
 
     Raises :class:`OtpRateLimited` when a limit, a daily budget or the resend cooldown
     refuses, and :class:`OtpUnavailable` when no code can be sent (sending off, no gateway for
@@ -227,15 +234,16 @@ def issue(
         _connection(state).execute(REVOKE, {"challenge_id": last.id, "now": now})
     code = new_code(state.settings.otp.digits)
     expires_at = now + timedelta(seconds=state.settings.otp.ttl_seconds)
-    text = message_text(state, code)
+    template = otp_template(state, language)
+    text = message_text(state, template, code, venue)
     sms = outbox.compose(
         state, phone, text, kind=Kind.OTP, location=location, expires_at=expires_at
     )
     if sms["status"] != Status.QUEUED:  # sending was switched off a moment ago
-        raise OtpUnavailable(NOT_AVAILABLE)
+        raise OtpUnavailable(not_available())
     # Encoding and segments are those of the real text; only the sealed copy holds the code.
     sms.update(
-        body=message_text(state, secrecy.masked(code)),
+        body=message_text(state, template, secrecy.masked(code), venue),
         code_sealed=secrecy.seal(state.vault, text, code),
     )
     [message_id] = outbox.queue(state, [sms])
@@ -287,12 +295,12 @@ def check(
     session.commit()
     if row is None:
         return Verdict(
-            False, message="This code is no longer valid. Ask for a new code.", dead=True
+            False, message=gettext("This code is no longer valid. Ask for a new code."), dead=True
         )
     if row.client_mac and client_mac != row.client_mac:
-        return Verdict(False, message="This code was sent for another device.", dead=True)
+        return Verdict(False, message=gettext("This code was sent for another device."), dead=True)
     if row.location != location:
-        return Verdict(False, message="This code was sent for another place.", dead=True)
+        return Verdict(False, message=gettext("This code was sent for another place."), dead=True)
     if hmac.compare_digest(digest(state, session_key, row.phone, code), row.code_hmac):
         used: CursorResult[Any] = _connection(state).execute(
             USE, {"challenge_id": challenge_id, "now": now}
@@ -300,10 +308,15 @@ def check(
         session.commit()
         if used.rowcount == 1:
             return Verdict(True, phone=row.phone)
-        return Verdict(False, message="This code was already used.", dead=True)
+        return Verdict(False, message=gettext("This code was already used."), dead=True)
     left = max_attempts - row.failed_attempts
     if left <= 0:
-        return Verdict(False, message="Too many wrong codes. Ask for a new code.", dead=True)
-    return Verdict(
-        False, message=f"That code is not right. {left} tr{'y' if left == 1 else 'ies'} left."
+        return Verdict(
+            False, message=gettext("Too many wrong codes. Ask for a new code."), dead=True
+        )
+    message = ngettext(
+        "That code is not right. %(num)d try left.",
+        "That code is not right. %(num)d tries left.",
+        left,
     )
+    return Verdict(False, message=message)

@@ -29,6 +29,7 @@ from werkzeug.exceptions import BadRequest
 from wtforms.validators import ValidationError
 
 from ..errors import OtpRateLimited, OtpUnavailable
+from ..i18n import gettext, template_context
 from ..state import SMSState, get_state
 from ..text.phone import normalize_phone, readable
 from . import codes
@@ -50,10 +51,15 @@ class Protection:
     region: Callable[[], str | None]
     branding: Callable[[], Mapping[str, str]] | None = None
     """The venue's look for the extension's guest pages (see :meth:`sms_ext.SMS.protect`)."""
+    language: Callable[[], str | None] = lambda: None
+    """The guest's language tag: picks the OTP template (see :meth:`sms_ext.SMS.protect`)."""
 
 
 class SessionExpired(BadRequest):
-    description = "Your session expired. Please enter your phone number again."
+    """The code page was posted without a pending code (the session cookie expired or is gone)."""
+
+    def __init__(self) -> None:
+        super().__init__(gettext("Your session expired. Please enter your phone number again."))
 
 
 def protection(state: SMSState) -> Protection | None:
@@ -140,7 +146,7 @@ def code_page(
     pending = session.get(SESSION_KEY) or {}
     if wait is None:
         if codes.message_failed(state, pending["challenge"]):
-            raise OtpUnavailable(codes.NOT_AVAILABLE)
+            raise OtpUnavailable(codes.not_available())
         wait = codes.resend_wait(state, pending["key"], pending["phone"])
     page = render_template(
         "sms/otp/code.html",
@@ -152,6 +158,7 @@ def code_page(
         notice=notice,
         dead=dead,
         branding=branding(state),
+        **template_context(),
     )
     return page, status
 
@@ -206,6 +213,8 @@ def verify_phone(raw_phone: str) -> ResponseReturnValue:
         client_mac=_client_mac(),
         location=rule.location(),
         new_key=new_key,
+        language=rule.language(),
+        venue=branding(state).get("name"),
     )
     session[SESSION_KEY] = {"key": key, "challenge": challenge_id, "phone": phone}
     return code_page(state, wait=state.settings.otp.resend_seconds)
@@ -216,7 +225,9 @@ def _code_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> Re
     digits = state.settings.otp.digits
     if not code.isdigit() or len(code) != digits:
         return code_page(
-            state, error=f"Enter the {digits}-digit code from the text message.", status=400
+            state,
+            error=gettext("Enter the %(digits)d-digit code from the text message.", digits=digits),
+            status=400,
         )
     fingerprint = _fingerprint(pending, code)
     repeated = pending.get("wrong")
@@ -252,6 +263,8 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
             client_ip=request.remote_addr,
             client_mac=_client_mac(),
             location=rule.location(),
+            language=rule.language(),
+            venue=branding(state).get("name"),
         )
     except OtpRateLimited as limited:
         return code_page(state, error=limited.description, status=429)
@@ -261,7 +274,7 @@ def _resend_step(state: SMSState, rule: Protection, pending: dict[str, Any]) -> 
         "challenge": challenge_id,
     }
     return code_page(
-        state, notice="A new code is on its way.", wait=state.settings.otp.resend_seconds
+        state, notice=gettext("A new code is on its way."), wait=state.settings.otp.resend_seconds
     )
 
 
@@ -290,7 +303,9 @@ def error_page(error: OtpRateLimited | OtpUnavailable) -> ResponseReturnValue:
     except OperationalError:  # the outage being reported may be the host's database
         state.session.rollback()
         look = {}
-    page = render_template("sms/otp/error.html", error=error, back=own_url(), branding=look)
+    page = render_template(
+        "sms/otp/error.html", error=error, back=own_url(), branding=look, **template_context()
+    )
     return page, error.code
 
 

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
-from ..errors import PhoneNumberError
+from ..errors import PhoneErrorCode, PhoneNumberError
+from ..i18n import gettext, territory_name
 
 MAX_INPUT_LENGTH = 32
 """Longer input is rejected before any parsing: no real number with separators needs more."""
@@ -114,11 +115,13 @@ _COUNTRY_NAMES = {
 
 
 def country_name(region: str) -> str:
-    """An English name for a region code, for guest-facing text; the ISO code when we have none.
+    """A name for a region code, for guest-facing text; the ISO code when we have none.
 
-    A small table instead of phonenumbers' geocoder, which costs about 100 MB per process.
+    In the current locale when the app translates (Flask-Babel, CLDR names), else English from
+    a small table instead of phonenumbers' geocoder, which costs about 100 MB per process.
     """
-    return _COUNTRY_NAMES.get(region.upper(), region.upper())
+    code = region.upper()
+    return territory_name(code, _COUNTRY_NAMES.get(code, code))
 
 
 def _country(region: str | None) -> str | None:
@@ -128,10 +131,26 @@ def _country(region: str | None) -> str | None:
     return country_name(region)
 
 
-def _for(region: str | None) -> str:
-    """The tail of a message: " for Germany." or just "." when the region is unknown."""
+def _length_error(code: PhoneErrorCode, region: str | None) -> PhoneNumberError:
+    """A length or validity refusal naming the country when it is known (" for Germany.")."""
     name = _country(region)
-    return f" for {name}." if name else "."
+    if code == "too_short":
+        text = (
+            gettext("This number is too short for %(country)s.", country=name)
+            if name
+            else gettext("This number is too short.")
+        )
+    elif code == "too_long":
+        text = (
+            gettext("This number is too long for %(country)s.", country=name)
+            if name
+            else gettext("This number is too long.")
+        )
+    elif name:
+        text = gettext("This number has the wrong number of digits for %(country)s.", country=name)
+    else:
+        text = gettext("This number has the wrong number of digits.")
+    return PhoneNumberError(code, text)
 
 
 def _compact(raw: str) -> str:
@@ -151,12 +170,12 @@ def _parse(compact: str, default_region: str | None) -> phonenumbers.PhoneNumber
         return phonenumbers.parse(compact, default_region)
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.TOO_LONG:
-            raise PhoneNumberError("too_long", "This number is too long.") from exc
+            raise _length_error("too_long", None) from exc
         if exc.error_type != NumberParseException.INVALID_COUNTRY_CODE:
-            raise PhoneNumberError("too_short", "This number is too short.") from exc
+            raise _length_error("too_short", None) from exc
         if compact.startswith("+"):
             raise PhoneNumberError(
-                "invalid_country_code", "This country code does not exist."
+                "invalid_country_code", gettext("This country code does not exist.")
             ) from exc
         raise _missing_country_code() from exc
 
@@ -164,7 +183,7 @@ def _parse(compact: str, default_region: str | None) -> phonenumbers.PhoneNumber
 def _missing_country_code() -> PhoneNumberError:
     return PhoneNumberError(
         "invalid_country_code",
-        "Please include your country code, starting with + (for example +49 or +1).",
+        gettext("Please include your country code, starting with + (for example +49 or +1)."),
     )
 
 
@@ -173,15 +192,19 @@ def _check_valid(number: phonenumbers.PhoneNumber) -> None:
     reason = phonenumbers.is_possible_number_with_reason(number)
     region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     if reason in (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
-        raise PhoneNumberError("too_short", "This number is too short" + _for(region))
+        raise _length_error("too_short", region)
     if reason == ValidationResult.TOO_LONG:
-        raise PhoneNumberError("too_long", "This number is too long" + _for(region))
+        raise _length_error("too_long", region)
     if reason == ValidationResult.INVALID_LENGTH:
-        raise PhoneNumberError(
-            "invalid", "This number has the wrong number of digits" + _for(region)
-        )
+        raise _length_error("invalid", region)
     if not phonenumbers.is_valid_number(number):
-        raise PhoneNumberError("invalid", "This is not a valid phone number" + _for(region))
+        name = _country(region)
+        text = (
+            gettext("This is not a valid phone number for %(country)s.", country=name)
+            if name
+            else gettext("This is not a valid phone number.")
+        )
+        raise PhoneNumberError("invalid", text)
 
 
 def _check_type(number_type: int, allow_fixed_line: bool) -> None:
@@ -190,11 +213,13 @@ def _check_type(number_type: int, allow_fixed_line: bool) -> None:
         return
     if number_type in _NEVER_TYPES:
         raise PhoneNumberError(
-            "not_mobile", "This number cannot receive text messages. Please use a mobile number."
+            "not_mobile",
+            gettext("This number cannot receive text messages. Please use a mobile number."),
         )
     if not allow_fixed_line:
         raise PhoneNumberError(
-            "not_mobile", "This does not look like a mobile number. Please use a mobile number."
+            "not_mobile",
+            gettext("This does not look like a mobile number. Please use a mobile number."),
         )
 
 
@@ -259,15 +284,15 @@ def normalize_phone(
     """
     text = raw.strip()
     if not text:
-        raise PhoneNumberError("empty", "Please enter your phone number.")
+        raise PhoneNumberError("empty", gettext("Please enter your phone number."))
     if len(text) > MAX_INPUT_LENGTH:
-        raise PhoneNumberError("too_long", "This number is too long.")
+        raise _length_error("too_long", None)
     # phonenumbers would read letters as keypad digits ("abc" -> "222"): refuse them first.
     if any(ch.isalpha() for ch in text):
-        raise PhoneNumberError("letters", "A phone number can only contain digits.")
+        raise PhoneNumberError("letters", gettext("A phone number can only contain digits."))
     compact = _compact(text)
     if not _DIGITS_ONLY.fullmatch(compact):
-        raise PhoneNumberError("unparseable", "This does not look like a phone number.")
+        raise PhoneNumberError("unparseable", gettext("This does not look like a phone number."))
     region_hint = default_region.upper() if default_region else None
     if not compact.startswith("+") and region_hint is None:
         raise _missing_country_code()
@@ -276,12 +301,17 @@ def normalize_phone(
     if region == NON_GEOGRAPHIC and not allow_international_networks:
         raise PhoneNumberError(
             "region_not_allowed",
-            "Satellite phones and international network numbers are not accepted here.",
+            gettext("Satellite phones and international network numbers are not accepted here."),
         )
     allowed = {code.upper() for code in allowed_regions}
     if allowed and region not in allowed:
-        name = _country(region) or "this country"
-        raise PhoneNumberError("region_not_allowed", f"Numbers from {name} are not accepted here.")
+        name = _country(region)
+        text = (
+            gettext("Numbers from %(country)s are not accepted here.", country=name)
+            if name
+            else gettext("Numbers from this country are not accepted here.")
+        )
+        raise PhoneNumberError("region_not_allowed", text)
     _check_type(number_type, allow_fixed_line)
     return e164
 
