@@ -112,3 +112,28 @@ def test_a_username_the_database_cannot_compare_is_refused_with_a_sentence(
         text = page.get_data(as_text=True)
         assert "Username must" in text
     assert "Log out" not in client.get("/admin/login").get_data(as_text=True)
+
+
+def test_every_portal_admin_write_needs_the_csrf_token(portal_app: Flask) -> None:
+    """Deny by default: each POST route of the portal's admin pages (vouchers, guests,
+    locations, and any added later) refuses a request without this session's token."""
+    add_admin(portal_app)
+    portal_app.config["WTF_CSRF_ENABLED"] = True
+    client = portal_app.test_client()
+    login = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login).group(1)
+    done = client.post(
+        "/admin/login",
+        data={"username": "ops", "password": "correct horse battery", "csrf_token": token},
+    )
+    assert done.status_code == 302
+    posts = [
+        rule.rule.replace("<int:voucher_id>", "1").replace("<int:guest_id>", "1")
+        for rule in portal_app.url_map.iter_rules()
+        if rule.endpoint.startswith("portal_admin.") and "POST" in (rule.methods or ())
+    ]
+    assert any("voucher" in path for path in posts) and len(posts) >= 5, posts
+    for path in posts:
+        refused = client.post(path, data={"count": "5", "duration": "2h"})
+        assert refused.status_code == 400, path
+        assert "CSRF" in refused.get_data(as_text=True), path

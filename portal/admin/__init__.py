@@ -10,16 +10,29 @@ from __future__ import annotations
 from flask import Blueprint, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 
 bp = Blueprint("portal_admin", __name__, url_prefix="/admin")
 
 
+class TokenOnly(FlaskForm):
+    """No fields: only the CSRF token every admin form carries."""
+
+
 @bp.before_request
 def require_admin() -> ResponseReturnValue | None:
-    """Deny by default: anyone not logged in goes to the login page, and comes back after."""
-    if current_user.is_authenticated:
-        return None
-    return redirect(url_for("auth.login", next=request.full_path))
+    """Deny by default: anyone not logged in goes to the login page, and comes back after;
+    every write needs this session's CSRF token (400 with the reason), whichever page it is."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login", next=request.full_path))
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        form = TokenOnly()
+        if not form.validate():
+            raise CSRFError(
+                "; ".join(form.errors.get("csrf_token", ["The CSRF token is missing."]))
+            )
+    return None
 
 
 # Each area registers its routes and its menu entry on import.
