@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.scripts import RELEASE_LOCK_SCRIPT, acquire_or_refresh_lock
@@ -100,14 +101,18 @@ class AppWorker(SimpleWorker):
         self.lost_redis: BaseException | None = None
         """The error that ended this worker's loop when Redis stopped answering."""
         self._in_work_loop = False
+        self._executing = False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        self._executing = True
         try:
             with self.app.app_context():
                 super().execute_job(job, queue)
         except LOST_CONNECTION as exc:  # RQ's bookkeeping around the job; ends RQ's loop
             self.lost_redis = exc
             raise
+        finally:
+            self._executing = False
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         self._in_work_loop = True
@@ -125,6 +130,11 @@ class AppWorker(SimpleWorker):
         self.stopping.set()
         if self._in_work_loop:  # RQ's handlers stay installed after its loop ended
             super().request_stop(signum, frame)
+            if not self._executing:
+                # RQ waits for the job at hand when its recorded state is "busy"; a Redis
+                # outage can leave that state behind while the worker waits for work, and
+                # the wait for a job then holds the stop for minutes. Idle is idle: stop now.
+                raise StopRequested()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # queued, not sent: the pipeline's owner sees the error
