@@ -241,3 +241,19 @@ def otp_app(
     yield app
     with app.app_context():
         app.extensions["sqlalchemy"].engine.dispose()
+
+
+@pytest.fixture
+def app_without_redis(portal_app: Flask) -> Iterator[Flask]:
+    """The portal on the test's tables with Redis unreachable (a closed loopback port)."""
+    app = create_portal(
+        {
+            "SECRET_KEY": TEST_KEY,
+            "SQLALCHEMY_DATABASE_URI": portal_app.config["SQLALCHEMY_DATABASE_URI"],
+            "SMS_REDIS_URL": "redis://127.0.0.1:9/0",
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
+    yield app
+    with app.app_context():
+        portal_db.engine.dispose()

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from portal import create_app
-from portal.extensions import db
 from sms_ext import ConfigError
 from tests.conftest import TEST_KEY
 from tests.test_portal_admin import add_admin
@@ -77,22 +75,6 @@ def test_only_failures_count(portal_app: Flask) -> None:
     for _ in range(2):
         attempt(client, "ops", "wrong")
     assert attempt(client, "ops", PASSWORD).status_code == 302
-
-
-@pytest.fixture
-def app_without_redis(database_urls: dict[str, str], portal_app: Flask) -> Iterator[Flask]:
-    """The portal on the test's tables with Redis unreachable (a closed loopback port)."""
-    app = create_app(
-        {
-            "SECRET_KEY": TEST_KEY,
-            "SQLALCHEMY_DATABASE_URI": portal_app.config["SQLALCHEMY_DATABASE_URI"],
-            "SMS_REDIS_URL": "redis://127.0.0.1:9/0",
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
-    yield app
-    with app.app_context():
-        db.engine.dispose()
 
 
 def test_login_still_works_when_redis_is_down(

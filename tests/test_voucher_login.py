@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,12 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
-from portal import create_app
 from portal.extensions import db
 from portal.models import Location, SplashPage, Voucher, VoucherDevice
 from portal.vouchers.generate import BatchSpec, generate_batch
 from sms_ext.models import utcnow
-from tests.conftest import TEST_KEY
 from tests.test_portal_splash import GENERIC, MIKROTIK
 
 MAC_QUERY = (
@@ -177,22 +174,6 @@ def test_guessing_is_limited_per_location(portal_app: Flask, client: FlaskClient
     assert blocked.status_code == 429
     assert refusal(blocked) == "Too many attempts. Please try again in 60 minutes."
     assert login(client, "AAAA-AAAA", MAC_QUERY.format(51, 51), slug="hotel").status_code == 400
-
-
-@pytest.fixture
-def app_without_redis(portal_app: Flask) -> Iterator[Flask]:
-    """The portal on the test's tables with Redis unreachable (a closed loopback port)."""
-    app = create_app(
-        {
-            "SECRET_KEY": TEST_KEY,
-            "SQLALCHEMY_DATABASE_URI": portal_app.config["SQLALCHEMY_DATABASE_URI"],
-            "SMS_REDIS_URL": "redis://127.0.0.1:9/0",
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
-    yield app
-    with app.app_context():
-        db.engine.dispose()
 
 
 def test_without_redis_voucher_logins_fail_closed(

@@ -107,9 +107,8 @@ def test_collisions_are_retried_with_a_new_code(portal_app: Flask) -> None:
 
 
 @pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (SMS_TEST_DATABASE_URL)")
+@pytest.mark.parametrize("backend", ["postgresql"])  # concurrent writers: SQLite serialises them
 def test_concurrent_batches_never_share_a_code(portal_app: Flask, backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("concurrent writers: PostgreSQL")
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 
