@@ -69,6 +69,17 @@ class Status(StrEnum):
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     FAILED = "failed"
+    HELD = "held"
+    """A campaign message not yet handed to the workers (the campaign is expanding, paused,
+    outside its sending window, or throttled); the campaign runner releases it as ``queued``."""
+    CANCELLED = "cancelled"
+    """Never sent: its campaign was cancelled first."""
+
+
+FINAL_STATUSES = frozenset(
+    {Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
+)
+"""States in which no worker will touch a message again (a receipt may still refine ``sent``)."""
 
 
 class Kind(StrEnum):
@@ -79,6 +90,8 @@ class Kind(StrEnum):
     VOUCHER = "voucher"
     CAMPAIGN = "campaign"
     TEST = "test"
+    NOTICE = "notice"
+    """An operational message to a guest (a service notice campaign, a maintenance warning)."""
 
 
 class Gateway(Base):
@@ -108,6 +121,22 @@ class Gateway(Base):
     balance_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     balance_error: Mapped[str | None] = mapped_column(Text)
     """Why the last balance check gave no figure."""
+    currency: Mapped[str | None] = mapped_column(String(8))
+    """Currency (or unit, "credits") of ``balance`` and ``price_per_part``."""
+    price_per_part: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))
+    """What one SMS part costs on this gateway: campaign previews estimate the cost with it."""
+    balance_check: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The scheduled balance check: enabled, url, method, field, pattern, period, emails,
+    dashboard, minimum (see :mod:`sms_ext.gateways.balance_checks`); empty = none."""
+    balance_alert: Mapped[str | None] = mapped_column(String(16))
+    """The last balance level alerted on (``ok``, ``min``, ``half``, ``zero``, ``unknown``)."""
+    balance_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Balance checks failed in a row; past a threshold the balance is alerted "unknown"."""
+    hook_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """Random secret in the URL of this gateway's generic webhooks (receipts, inbound SMS)."""
+    hooks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """How a custom gateway's webhooks read: field names of message id, status, error code,
+    sender and text, and the status mapping (see :mod:`sms_ext.hooks`)."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -165,6 +194,14 @@ class Message(Base):
     code_sealed: Mapped[str | None] = mapped_column(Text)
     """A guest code, encrypted; ``body`` shows it masked. Cleared once the message is final
     (see :mod:`sms_ext.messages.secrecy`)."""
+    campaign_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("sms_campaign.id", ondelete="SET NULL")
+    )
+    """The campaign this message belongs to; one message per campaign and phone."""
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    """The provider's error code from a delivery receipt (Twilio's 30003, ...)."""
+    receipt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    """When the last delivery receipt that changed this message arrived."""
 
     gateway: Mapped[Gateway | None] = relationship(lazy="joined")
     attempt_log: Mapped[list[MessageAttempt]] = relationship(
@@ -181,6 +218,8 @@ class Message(Base):
         Index("ix_sms_message_provider_id", "provider_message_id"),
         Index("ix_sms_message_claim", "claim_token"),
         Index("ix_sms_message_customer_created", "customer_ref", "created_at"),
+        Index("ix_sms_message_campaign_status", "campaign_id", "status"),
+        UniqueConstraint("campaign_id", "to", name="uq_sms_message_campaign_to"),
     )
 
     def __repr__(self) -> str:
@@ -274,6 +313,108 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    """A mass SMS to an audience, sent at a scheduled time (see :mod:`sms_ext.campaigns`).
+
+    Its messages are rows of ``sms_message`` with ``campaign_id`` set, born ``held`` and
+    released to the workers by the campaign runner; the unique (campaign, phone) pair makes a
+    repeated expansion (after a crash) insert nothing twice.
+    """
+
+    __tablename__ = "sms_campaign"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    purpose: Mapped[str] = mapped_column(String(16))
+    """``marketing`` (only guests with marketing consent) or ``notice`` (every guest)."""
+    body: Mapped[str] = mapped_column(Text, default="")
+    """The campaign's own text (a sandboxed template) when no stored template is used."""
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sms_template.id", ondelete="SET NULL")
+    )
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """``locations``, ``seen_within_days``, ``regions`` and ``phones`` (a pasted list)."""
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    """Zone of the schedule and the sending window (the first location's, by default)."""
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    """When to start, naive UTC; ``None`` while a draft."""
+    window_start: Mapped[int | None] = mapped_column(SmallInteger)
+    window_end: Mapped[int | None] = mapped_column(SmallInteger)
+    """Sending window in minutes after local midnight; outside it the campaign waits."""
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    """draft, scheduled, expanding, sending, paused, done, cancelled."""
+    expanded: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Whether every recipient has its message row (expansion is over)."""
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    """Messages and SMS parts inserted so far (parts are the cost driver)."""
+    exclusions: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    """Recipients left out, counted by reason (opted_out, no_consent, invalid, ...)."""
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_sms_campaign_status_scheduled", "status", "scheduled_at"),)
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.id} {self.name!r} {self.status}>"
+
+
+class OptOut(Base):
+    """A phone number that campaigns never reach (OTP, vouchers and 1:1 messages still do)."""
+
+    __tablename__ = "sms_opt_out"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    """E.164."""
+    source: Mapped[str] = mapped_column(String(16))
+    """``admin``, ``guest`` (the splash page), ``stop`` (an inbound STOP reply), ``import``."""
+    note: Mapped[str] = mapped_column(String(200), default="")
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sms_gateway.id", ondelete="SET NULL")
+    )
+    """The gateway a STOP reply came through."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PendingReceipt(Base):
+    """A delivery receipt that arrived before its send was recorded (the provider answered
+    the webhook faster than the worker settled): applied when the provider id is stored."""
+
+    __tablename__ = "sms_pending_receipt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("sms_gateway.id", ondelete="CASCADE"))
+    provider_message_id: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(12))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_sms_pending_receipt_provider", "gateway_id", "provider_message_id"),
+        Index("ix_sms_pending_receipt_received", "received_at"),
+    )
+
+
+class BalanceReading(Base):
+    """One balance check of one gateway: the figure, or why there was none."""
+
+    __tablename__ = "sms_balance_reading"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("sms_gateway.id", ondelete="CASCADE"))
+    checked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_sms_balance_reading_gateway_checked", "gateway_id", "checked_at"),)
 
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy.orm import Session
 
+    from .campaigns.audience import AudienceSource
     from .gateways.health import GatewayHealth
     from .otp.flow import Protection
     from .otp.limits import Limiter
@@ -47,6 +48,9 @@ class Registrations:
     """Splash blueprints with the code step, by blueprint name."""
     admin_pages: list[tuple[str, str]] = field(default_factory=list)
     """The host's own admin pages, ``(endpoint, label)``, shown in the menu after ours."""
+    audience: AudienceSource | None = None
+    """Where campaigns find the host's guests (``sms.campaign_audience``); None: pasted lists
+    only."""
 
 
 @dataclass
