@@ -274,11 +274,18 @@ def start_simulator(stack: ExitStack) -> tuple[str, int]:
 
 
 def start_worker(
-    stack: ExitStack, database_url: str, redis_url: str, name: str, **config: str
+    stack: ExitStack,
+    database_url: str,
+    redis_url: str,
+    name: str,
+    *,
+    app: str = "wsgi",
+    **config: str,
 ) -> WorkerHandle:
-    """One ``flask sms worker`` process (``config``: ``SMS_...`` settings as ``FLASK_``
-    variables); its output is drained, as a full pipe would stall it."""
-    worker = WorkerHandle(worker_process(database_url, redis_url, **config), name=name)
+    """One ``flask sms worker`` process of ``app`` (the demo portal by default; ``config``:
+    ``SMS_...`` settings as ``FLASK_`` variables); its output is drained, as a full pipe would
+    stall it."""
+    worker = WorkerHandle(worker_process(database_url, redis_url, app=app, **config), name=name)
     stack.callback(worker.stop)
 
     def drain() -> None:

@@ -13,7 +13,7 @@ Three phases, each skipped with a count of 0:
 (b) bulk: ``send_bulk`` through that worker against a bare ``requests.Session`` loop posting
     the same bodies to the same simulator;
 (c) a campaign through ``--workers`` fresh workers with the gateway answering after
-    ``--latency`` seconds, guest codes sent meanwhile (see ``bench/campaign.py``).
+    ``--latency`` seconds, guest codes sent meanwhile (see ``bench/bulk.py``).
 
 Targets (from the issues): (a) p50 < 30 ms and p99 < 100 ms; (b) at least 60 % of the bare
 loop; (c) >= 400 msg/s at 0.2 s latency and >= 1,000 msg/s at 0 latency (two workers, two
@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 from flask import Flask  # noqa: E402
 
-from bench import campaign  # noqa: E402
+from bench import bulk as campaign_phase  # noqa: E402
 from bench.harness import (  # noqa: E402
     GATEWAY,
     SETTLE_TIMEOUT,
@@ -342,13 +342,13 @@ def run(args: argparse.Namespace) -> None:
             worker.check()
             worker.stop()  # phase (c) starts a fleet of its own
         if args.campaign:
-            plan = campaign.Plan(
+            plan = campaign_phase.Plan(
                 args.campaign, args.codes, args.workers, args.concurrency, args.latency
             )
-            outcome = campaign.run_phase(
+            outcome = campaign_phase.run_phase(
                 stack, app, Setup(database_url, redis_url, queue, sim_url, sim_pid), plan
             )
-            campaign.print_campaign(outcome)
+            campaign_phase.print_campaign(outcome)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

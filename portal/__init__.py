@@ -11,6 +11,7 @@ from sqlalchemy import event, make_url
 from sms_ext import ConfigError
 
 from . import i18n, login_throttle, security
+from .campaign_audience import PortalAudience
 from .extensions import db, migrate, sms
 from .secret_key import check_secret_key, ensure_secret_key
 from .vouchers import throttle as vouchers_throttle
@@ -96,6 +97,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", _write_ahead_log)
     migrate.init_app(app, db, directory=MIGRATIONS)
     sms.init_app(app)
+    sms.campaign_audience(PortalAudience(db))
     i18n.init_app(app)
     login_throttle.init_app(app)
     vouchers_throttle.init_app(app)

@@ -383,10 +383,12 @@ def on_verified(phone: str, verified_by_otp: bool) -> Response:
     now = utcnow()
     guest = _guest(phone)
     guest.last_seen = now
-    # An unticked box is no withdrawal: consent given earlier stays until the guest opts out.
-    if consent.get("slug") == location.slug and consent.get("marketing"):
-        guest.marketing_consent = True
-        guest.consent_at = now
+    # The box is asked on every login, so its state is the guest's answer now: ticked gives
+    # consent (its time is the evidence), unticked withdraws consent given earlier.
+    if consent.get("slug") == location.slug:
+        given = bool(consent.get("marketing"))
+        if given or guest.marketing_consent:
+            guest.marketing_consent, guest.consent_at = given, now if given else None
     db.session.add(
         GuestSession(
             guest=guest,

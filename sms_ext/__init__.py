@@ -5,7 +5,19 @@ The public API is what this module exports; the packages under it may change.
 
 from __future__ import annotations
 
+from .campaigns import (
+    AudienceLocation,
+    AudienceQuery,
+    AudienceSource,
+    CampaignSpec,
+    ImportResult,
+    Preview,
+    Progress,
+    Recipient,
+    SampleText,
+)
 from .errors import (
+    CampaignError,
     ConfigError,
     GatewayConfigError,
     LuaScriptError,
@@ -19,6 +31,7 @@ from .errors import (
 )
 from .extension import SMS
 from .models import (
+    Campaign,
     Gateway,
     Kind,
     Message,
@@ -31,9 +44,16 @@ from .models import (
 
 __all__ = [
     "SMS",
+    "AudienceLocation",
+    "AudienceQuery",
+    "AudienceSource",
+    "Campaign",
+    "CampaignError",
+    "CampaignSpec",
     "ConfigError",
     "Gateway",
     "GatewayConfigError",
+    "ImportResult",
     "Kind",
     "LuaScriptError",
     "Message",
@@ -44,7 +64,11 @@ __all__ = [
     "OtpRateLimited",
     "OtpUnavailable",
     "PhoneNumberError",
+    "Preview",
+    "Progress",
+    "Recipient",
     "SMSError",
+    "SampleText",
     "Status",
     "TemplateError",
     "VaultError",

@@ -19,6 +19,8 @@ import phonenumbers
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 
+from .balance.cli import balance_cli
+from .campaigns.cli import campaign_cli, optout_cli
 from .connections import database_text, redis_text
 from .errors import GatewayConfigError, MessageError, PhoneNumberError
 from .gateways import store as gateway_store
@@ -204,3 +206,8 @@ def sweep_command() -> None:
         f"recovered {outcome['recovered']} stale send(s), "
         f"re-enqueued {outcome['enqueued']} of {outcome['lost']} lost message(s)"
     )
+
+
+sms_cli.add_command(balance_cli)
+sms_cli.add_command(campaign_cli)
+sms_cli.add_command(optout_cli)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, TemplateError
 from .keys import GENERATE, weak_key_reason
@@ -47,6 +48,12 @@ OTP_WEBOTP_HOST = "SMS_OTP_WEBOTP_HOST"
 OTP_ALLOW_INTERNATIONAL_NETWORKS = "SMS_OTP_ALLOW_INTERNATIONAL_NETWORKS"
 ALLOWED_REGIONS = "SMS_ALLOWED_REGIONS"
 ALLOW_FIXED_LINE = "SMS_ALLOW_FIXED_LINE"
+CAMPAIGN_OPT_OUT_TEXT = "SMS_CAMPAIGN_OPT_OUT_TEXT"
+CAMPAIGN_IN_FLIGHT = "SMS_CAMPAIGN_IN_FLIGHT"
+CAMPAIGN_LEASE_SECONDS = "SMS_CAMPAIGN_LEASE_SECONDS"
+HOOKS_URL_PREFIX = "SMS_HOOKS_URL_PREFIX"
+PUBLIC_URL = "SMS_PUBLIC_URL"
+BALANCE_UNKNOWN_AFTER = "SMS_BALANCE_UNKNOWN_AFTER"
 
 DEFAULTS: dict[str, Any] = {
     REDIS_URL: None,
@@ -81,6 +88,12 @@ DEFAULTS: dict[str, Any] = {
     OTP_ALLOW_INTERNATIONAL_NETWORKS: False,
     ALLOWED_REGIONS: (),
     ALLOW_FIXED_LINE: False,
+    CAMPAIGN_OPT_OUT_TEXT: "Reply STOP to opt out",
+    CAMPAIGN_IN_FLIGHT: 2000,
+    CAMPAIGN_LEASE_SECONDS: 30,
+    HOOKS_URL_PREFIX: "/sms/hooks",
+    PUBLIC_URL: None,
+    BALANCE_UNKNOWN_AFTER: 3,
 }
 
 
@@ -110,6 +123,20 @@ class OtpSettings:
 
 
 @dataclass(frozen=True)
+class CampaignSettings:
+    """How campaigns run (see :mod:`sms_ext.campaigns`)."""
+
+    opt_out_text: str = "Reply STOP to opt out"
+    """The ``{{ opt_out }}`` of campaign and notice texts."""
+    in_flight: int = 2000
+    """Messages of one campaign queued or being sent at once: enough to keep the workers busy,
+    few enough that a pause takes effect at once and other bulk work is not starved."""
+    lease_seconds: float = 30
+    """How long a campaign runner counts as alive after its last sign of life; past it the
+    sweeper starts a new one (a killed worker delays a campaign by about this, never loses it)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated configuration of one app, read once at ``init_app``."""
 
@@ -135,6 +162,19 @@ class Settings:
     admin_url_prefix: str
     admin_full_numbers: bool
     otp: OtpSettings
+    campaign: CampaignSettings
+    hooks_url_prefix: str
+    """Where the webhooks gateways call (delivery receipts, inbound SMS) live."""
+    public_url: str | None
+    """The app's address as gateways reach it (``https://wifi.example.com``): Twilio sends
+    carry a status callback under it, and Twilio signatures are checked against it."""
+    balance_unknown_after: int = 3
+    """Balance checks failed in a row before the balance is alerted as unknown."""
+
+    @property
+    def public_hooks_url(self) -> str | None:
+        """Where gateways reach the webhooks from outside; None without ``SMS_PUBLIC_URL``."""
+        return f"{self.public_url}{self.hooks_url_prefix}" if self.public_url else None
 
 
 def _number(config: Mapping[str, Any], key: str, low: float, high: float) -> float:
@@ -250,6 +290,34 @@ def _otp(config: Mapping[str, Any]) -> OtpSettings:
     )
 
 
+def _public_url(config: Mapping[str, Any]) -> str | None:
+    """``SMS_PUBLIC_URL`` without its trailing slash: an absolute http(s) URL with no query."""
+    value = str(config[PUBLIC_URL] or "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or " " in value:
+        raise ConfigError(
+            f"{PUBLIC_URL} must be the app's address as gateways reach it, such as "
+            f"'https://wifi.example.com', got {config[PUBLIC_URL]!r}."
+        )
+    return value.rstrip("/")
+
+
+def _campaign(config: Mapping[str, Any]) -> CampaignSettings:
+    opt_out = str(config[CAMPAIGN_OPT_OUT_TEXT] or "").strip()
+    if not opt_out or len(opt_out) > 160 or any(ord(ch) < 32 for ch in opt_out):
+        raise ConfigError(
+            f"{CAMPAIGN_OPT_OUT_TEXT} must be one line of 1 to 160 characters, "
+            f"got {config[CAMPAIGN_OPT_OUT_TEXT]!r}."
+        )
+    return CampaignSettings(
+        opt_out_text=opt_out,
+        in_flight=int(_number(config, CAMPAIGN_IN_FLIGHT, 1, 100_000)),
+        lease_seconds=_number(config, CAMPAIGN_LEASE_SECONDS, 3, 3600),
+    )
+
+
 def load(config: MutableMapping[str, Any]) -> Settings:
     """Apply defaults to ``config`` and return the validated :class:`Settings`."""
     for key, default in DEFAULTS.items():
@@ -311,6 +379,15 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         ).rstrip("/"),
         admin_full_numbers=_flag(config, ADMIN_FULL_NUMBERS),
         otp=_otp(config),
+        campaign=_campaign(config),
+        hooks_url_prefix=_text(
+            config,
+            HOOKS_URL_PREFIX,
+            lambda v: v.startswith("/") and " " not in v,
+            "must be a URL path starting with /",
+        ).rstrip("/"),
+        public_url=_public_url(config),
+        balance_unknown_after=int(_number(config, BALANCE_UNKNOWN_AFTER, 1, 100)),
     )
     if settings.retry_max_seconds < settings.retry_base_seconds:
         raise ConfigError(f"{RETRY_MAX_SECONDS} must not be below {RETRY_BASE_SECONDS}.")

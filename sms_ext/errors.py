@@ -69,6 +69,11 @@ class VaultError(SMSError, RuntimeError):
     """Stored secrets cannot be read with the configured key."""
 
 
+class CampaignError(SMSError, ValueError):
+    """A campaign cannot be saved or acted on as asked (unknown campaign, a pause of a finished
+    one, a spec with no text or a bad timezone); ``str(exc)`` is a sentence for the admin."""
+
+
 def wait_text(seconds: int) -> str:
     """``"45 seconds"``, ``"4 minutes"``: how long to wait, in words a guest reads at a glance."""
     if seconds < 60:

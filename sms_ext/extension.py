@@ -11,7 +11,9 @@ from typing import Any
 from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
-from . import admin, config
+from . import admin, config, hooks
+from .balance.mail import init_mail
+from .campaigns import AudienceSource, Campaigns, OptOuts
 from .cli import sms_cli
 from .errors import OtpRateLimited, OtpUnavailable
 from .gateways import locations as gateway_locations
@@ -58,10 +60,12 @@ class SMS:
         app.cli.add_command(sms_cli)
         app.register_blueprint(Blueprint("sms", __name__, template_folder="templates"))
         app.register_blueprint(admin.bp, url_prefix=settings.admin_url_prefix)
+        hooks.register(app, settings)
         app.before_request(otp_flow.handle_step)
         app.register_error_handler(OtpRateLimited, otp_flow.error_page)
         app.register_error_handler(OtpUnavailable, otp_flow.error_page)
         otp_flow.register_template_globals(app)
+        init_mail(app)  # balance alerts: the host's Flask-Mail, or one of our own
 
     def admin_check(
         self, callback: Callable[[], bool | ResponseReturnValue]
@@ -293,6 +297,23 @@ class SMS:
         gateway_locations.set_location_gateways(state.session, key, gateway_ids, all_locations)
         if commit:
             state.session.commit()
+
+    def campaign_audience(self, source: AudienceSource) -> AudienceSource:
+        """Register where campaigns find the host's guests (see
+        :class:`~sms_ext.campaigns.AudienceSource`); returns it. Without one, campaigns
+        reach pasted lists of numbers only."""
+        self._registrations.audience = source
+        return source
+
+    @property
+    def campaigns(self) -> Campaigns:
+        """Mass SMS campaigns (:class:`~sms_ext.campaigns.Campaigns`), inside an app context."""
+        return Campaigns()
+
+    @property
+    def opt_outs(self) -> OptOuts:
+        """The opt-out list campaigns never reach (:class:`~sms_ext.campaigns.OptOuts`)."""
+        return OptOuts()
 
     def rename_location(self, old: str, new: str, *, commit: bool = True) -> None:
         """The host renamed location key ``old`` to ``new``: its gateways follow it."""

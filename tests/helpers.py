@@ -126,10 +126,11 @@ def retry_now(app: Flask, message: Message) -> None:
 
 
 def worker_process(
-    database_url: str, redis_url: str, *args: str, **config: str
+    database_url: str, redis_url: str, *args: str, app: str = "wsgi", **config: str
 ) -> subprocess.Popen[bytes]:
-    """A real ``flask sms worker`` process of the demo portal on the test database and Redis;
-    ``config`` adds settings (``SMS_WORKER_CONCURRENCY="4"`` becomes a ``FLASK_`` variable)."""
+    """A real ``flask sms worker`` process of the demo portal (or of the Flask ``app`` given)
+    on the test database and Redis; ``config`` adds settings (``SMS_WORKER_CONCURRENCY="4"``
+    becomes a ``FLASK_`` variable)."""
     env = {
         **os.environ,
         "FLASK_SQLALCHEMY_DATABASE_URI": database_url,
@@ -139,7 +140,7 @@ def worker_process(
         **{f"FLASK_{key}": value for key, value in config.items()},
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "sms", "worker", *args],
+        [sys.executable, "-m", "flask", "--app", app, "sms", "worker", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

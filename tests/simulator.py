@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -27,6 +29,8 @@ import struct
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -36,7 +40,7 @@ from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 TARGETS = frozenset({"twilio", "smsportal", "custom"})
 FAULT_KINDS = frozenset({"500", "503", "429", "timeout", "garbage", "reset", "trickle", "huge"})
@@ -353,6 +357,10 @@ class GatewaySimulator:
         """The body size of a ``huge`` answer (at least 15 bytes: it is a JSON object)."""
         self.twilio = TwilioAccount()
         self.smsportal = SMSPortalAccount()
+        self.twilio_callback_statuses = ["sent", "delivered"]
+        """What a Twilio send with a ``StatusCallback`` reports there, signed, in this order."""
+        self.callbacks: list[tuple[str, str, int | None]] = []
+        """(URL, MessageStatus, HTTP status or None when unreachable) of each callback made."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
@@ -672,6 +680,11 @@ class GatewaySimulator:
             code, message = _TWILIO_MAGIC[to]
             return _twilio_error(400, code, message.format(to=to))
         sid = "SM" + secrets.token_hex(16)
+        if form.get("StatusCallback"):
+            report = {"MessageSid": sid, "AccountSid": self.twilio.account_sid, "To": to}
+            report.update({"From": sender or service, "ApiVersion": "2010-04-01"})
+            url = form["StatusCallback"][0]
+            threading.Thread(target=self._twilio_callbacks, args=(url, report), daemon=True).start()
         now = format_datetime(datetime.now(UTC))
         uri = f"/2010-04-01/Accounts/{self.twilio.account_sid}/Messages/{sid}.json"
         return _json(
@@ -699,6 +712,31 @@ class GatewaySimulator:
                 "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
             },
         )
+
+    def _twilio_callbacks(self, url: str, report: dict[str, str]) -> None:
+        """Report each of :attr:`twilio_callback_statuses` to ``url`` as Twilio does: a form
+        POST signed with ``X-Twilio-Signature`` (HMAC-SHA1 of the URL and the sorted params,
+        keyed with the Auth Token), after the send's answer has left."""
+        time.sleep(0.05)
+        for status in self.twilio_callback_statuses:
+            params = {**report, "MessageStatus": status}
+            signed = url + "".join(name + params[name] for name in sorted(params))
+            key = self.twilio.auth_token.encode()
+            digest = hmac.new(key, signed.encode(), hashlib.sha1).digest()
+            request = urllib.request.Request(
+                url,
+                data=urlencode(params).encode(),
+                headers={"X-Twilio-Signature": base64.b64encode(digest).decode()},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    code: int | None = answer.status
+            except urllib.error.HTTPError as exc:
+                code = exc.code
+            except OSError:
+                code = None
+            with self._lock:
+                self.callbacks.append((url, status, code))
 
     def _smsportal(self, request: RecordedRequest, subpath: str) -> _Reply:
         routes = {

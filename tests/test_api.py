@@ -75,6 +75,7 @@ def test_the_errors_module_has_the_documented_errors() -> None:
         "VaultError",
         "OtpRateLimited",
         "OtpUnavailable",
+        "CampaignError",
     }
 
 
@@ -92,6 +93,7 @@ def test_errors_keep_the_bases_older_code_catches() -> None:
         sms_ext.PhoneNumberError,
         sms_ext.GatewayConfigError,
         sms_ext.TemplateError,
+        sms_ext.CampaignError,
     ):
         assert issubclass(error, ValueError), error
     assert issubclass(sms_ext.ConfigError, RuntimeError)
@@ -318,8 +320,17 @@ def test_kind_and_status_are_string_enums(enum: type[StrEnum]) -> None:
 
 
 def test_enum_values() -> None:
-    assert tuple(Kind) == ("otp", "personal", "voucher", "campaign", "test")
-    assert tuple(Status) == ("queued", "sending", "sent", "delivered", "undelivered", "failed")
+    assert tuple(Kind) == ("otp", "personal", "voucher", "campaign", "test", "notice")
+    assert tuple(Status) == (
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "held",
+        "cancelled",
+    )
 
 
 def test_enums_are_stored_as_plain_strings(app_ctx: Flask, sms: SMS) -> None:

@@ -15,6 +15,7 @@ from portal import create_app
 from portal.extensions import db
 from portal.models import Guest, GuestSession, Location
 from sms_ext import Kind, Message, MessageTemplate, Status
+from sms_ext.models import OptOut
 from tests.conftest import TEST_KEY, drain
 from tests.helpers import custom_gateway
 from tests.simulator import GatewaySimulator
@@ -348,6 +349,8 @@ def test_opt_out_withdraws_consent_and_can_be_undone(
         assert guest.opted_out_at is not None
         assert (guest.marketing_consent, guest.consent_at) == (False, None)
         first = guest.opted_out_at
+        entry = db.session.get(OptOut, PHONE)  # on the extension's list too
+        assert entry is not None and entry.source == "admin"
     admin_client.post(url, data={"opted_out": "1"})  # again: the first time is kept
     with portal_app.app_context():
         assert db.session.get(Guest, guest_id).opted_out_at == first
@@ -357,6 +360,7 @@ def test_opt_out_withdraws_consent_and_can_be_undone(
     with portal_app.app_context():
         guest = db.session.get(Guest, guest_id)
         assert (guest.opted_out_at, guest.marketing_consent) == (None, False)
+        assert db.session.get(OptOut, PHONE) is None
     portal_app.config["WTF_CSRF_ENABLED"] = True
     assert admin_client.post(url, data={"opted_out": "1"}).status_code == 400
 

@@ -205,14 +205,16 @@ def test_without_otp_the_guest_is_recorded_and_sent_to_the_login_url(
     assert login.phone == "+27831234567" and login.verified_by_otp is False
     assert rows(portal_app, Message) == []  # no code, no SMS
 
-    # Again, from another device, without ticking the box: one guest, two sessions, consent kept.
+    # Again, from another device, without ticking the box: one guest, two sessions, and the
+    # unticked box withdraws the consent given before.
     long_ap = "%00x" + "x" * 500
     response = submit(
         client, f"/s/cafe/?mac=02:00:00:00:00:02&ap={long_ap}", phone="+27 83 123 4567"
     )
     assert response.status_code == 200
     (again,) = rows(portal_app, Guest)
-    assert again.last_seen > guest.last_seen and again.marketing_consent is True
+    assert again.last_seen > guest.last_seen
+    assert (again.marketing_consent, again.consent_at) == (False, None)
     second = rows(portal_app, GuestSession)[1]
     assert second.client_mac == "02:00:00:00:00:02" and second.ap == "x" * 64
     assert second.client_ip == "127.0.0.1"  # no ip parameter: the request's address

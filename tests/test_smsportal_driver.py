@@ -87,7 +87,9 @@ def test_send_authenticates_then_posts_the_bulk_document(
     assert send.headers["content-type"] == "application/json"
     assert send.json == {
         "sendOptions": {"testMode": False},
-        "messages": [{"content": "Your code is 123456", "destination": "27831234567"}],
+        "messages": [
+            {"content": "Your code is 123456", "destination": "27831234567", "customerId": "1"}
+        ],
     }
     assert simulator.smsportal.balance == 1499
 

@@ -263,12 +263,16 @@ def opt_out(guest_id: int) -> ResponseReturnValue:
     choice = request.form.get("opted_out", "")
     if choice not in ("0", "1"):
         return _profile(guest, 400, page_error="Choose whether the guest opted out.")
+    # The extension's opt-out list follows, in the same transaction: campaigns check it
+    # (besides Guest.opted_out_at), and so does its own admin page.
     if choice == "1":
         guest.opted_out_at = guest.opted_out_at or utcnow()
         guest.marketing_consent, guest.consent_at = False, None
+        sms.opt_outs.add(guest.phone, source="admin", note="Guest profile", commit=False)
         flash("The guest is marked as opted out of marketing messages.", "ok")
     else:
         guest.opted_out_at = None
+        sms.opt_outs.remove(guest.phone, commit=False)
         flash("The opt-out is undone; marketing consent stays withdrawn.", "ok")
     db.session.commit()
     return redirect(url_for(".guest", guest_id=guest.id), 303)

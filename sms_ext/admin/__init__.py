@@ -18,6 +18,8 @@ MENU: tuple[tuple[str, str], ...] = (
     ("sms_admin.gateways", "Gateways"),
     ("sms_admin.logs", "SMS logs"),
     ("sms_admin.templates", "Templates"),
+    ("sms_admin.campaigns", "Campaigns"),
+    ("sms_admin.opt_outs", "Opt-outs"),
     ("sms_admin.settings", "Settings"),
 )
 """(endpoint, label) of each admin area, in menu order."""
@@ -44,4 +46,13 @@ def require_admin() -> ResponseReturnValue | None:
 
 
 # Each area registers its routes on import.
-from . import dashboard, gateways, logs, settings, templates  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    balance,
+    campaigns,
+    dashboard,
+    gateways,
+    logs,
+    opt_outs,
+    settings,
+    templates,
+)

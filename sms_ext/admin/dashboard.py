@@ -23,6 +23,7 @@ from ..models import Gateway, Message, MessageAttempt, Status, utcnow
 from ..otp import budgets
 from ..state import SMSState, get_state
 from . import bp
+from .delivery_stats import delivery_by_gateway
 
 CHART_DAYS = 14
 WEEK_DAYS = 7
@@ -183,6 +184,7 @@ def dashboard() -> str:
             f"Gateway “{name}” is failing repeatedly: its last {FAILING_STREAK} attempts failed."
         )
     warnings.extend(budget_warnings(state))
+    receipts = delivery_by_gateway(session, datetime.combine(week_start, time()))
     return render_template(
         "sms/admin/dashboard.html",
         today=today_total,
@@ -191,4 +193,5 @@ def dashboard() -> str:
         warnings=warnings,
         chart=chart(days, per_day),
         days=days,
+        delivery=[(g.name, stats) for g in gateways if (stats := receipts.get(g.id)) is not None],
     )

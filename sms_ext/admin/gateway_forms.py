@@ -30,6 +30,9 @@ from ..gateways.presets import PRESETS
 from ..gateways.store import LIMIT_FIELDS, gateway_settings
 from ..models import Gateway
 from ..state import get_state
+from . import balance_form, hook_form
+from .balance_form import BalanceFields
+from .hook_form import HookFields
 
 TYPE_LABELS = {
     "custom": "Custom HTTP",
@@ -57,10 +60,13 @@ class ActionForm(FlaskForm):
     """The CSRF token of a one-button form (toggle, move, order, delete, test)."""
 
 
-def _secret(label: str) -> PasswordField:
+def _secret(label: str, description: str = "") -> PasswordField:
     """A write-only secret input: empty on a fresh page, the typed value on a re-rendered one."""
     return PasswordField(
-        label, widget=PasswordInput(hide_value=False), render_kw={"autocomplete": "new-password"}
+        label,
+        description=description,
+        widget=PasswordInput(hide_value=False),
+        render_kw={"autocomplete": "new-password"},
     )
 
 
@@ -86,6 +92,8 @@ class GatewayForm(FlaskForm):
     )
     sample_phone = StringField("Sample number", default=SAMPLE_PHONE)
     sample_message = StringField("Sample message", default=SAMPLE_MESSAGE)
+    balance = FormField(BalanceFields, label="Balance check")
+    hooks = FormField(HookFields, label="Webhooks")
 
 
 class CustomForm(GatewayForm):
@@ -142,6 +150,7 @@ class TwilioForm(GatewayForm):
         "api_secret",
         "from_number",
         "status_callback",
+        "auth_token",
         "base_url",
         "timeout",
     )
@@ -153,7 +162,13 @@ class TwilioForm(GatewayForm):
     from_number = StringField(
         "From", description="E.164 number, alphanumeric sender ID or Messaging Service SID."
     )
-    status_callback = StringField("Status callback URL")
+    status_callback = StringField(
+        "Status callback URL", description="Blank: this app's receipt webhook (SMS_PUBLIC_URL)."
+    )
+    auth_token = _secret(
+        "Auth Token (for webhooks)",
+        "Checks the signature of Twilio's callbacks; needed only with an API key.",
+    )
     base_url = StringField("Base URL", description="Blank: https://api.twilio.com")
     timeout = StringField("Timeout (seconds)")
 
@@ -234,6 +249,8 @@ def initial_data(kind: str, gateway: Gateway | None) -> dict[str, Any]:
         }
         if gateway.type == kind:
             data.update(gateway_settings(gateway))
+    data["balance"] = balance_form.initial(kind, gateway, request.args.get("preset", ""))
+    data["hooks"] = hook_form.initial(gateway if gateway and gateway.type == kind else None)
     for name in driver_class(kind).secret_fields:
         data.pop(name, None)
     if isinstance(data.get("timeout"), float):
@@ -262,6 +279,8 @@ def submitted_data(form: GatewayForm, kind: str) -> dict[str, Any]:
         "enabled": bool(form.enabled.data),
         "locations": form.locations.data or "",
         **{name: form[name].data or "" for name in LIMIT_FIELDS},
+        "balance_check": balance_form.submitted(form.balance, kind),
+        "hooks": hook_form.submitted(form.hooks.data),
     }
     for name in driver_class(kind).fields:
         value = form[name].data

@@ -16,8 +16,7 @@ from sqlalchemy import func, select, update
 
 from ..checks import INT32_MAX, parse_id
 from ..errors import GatewayConfigError, MessageError, PhoneNumberError
-from ..gateways import DRIVERS, Driver, OutgoingSMS, driver_class
-from ..gateways.balance import refresh_balance
+from ..gateways import OutgoingSMS, driver_class
 from ..gateways.health import describe
 from ..gateways.payload import PLACEHOLDERS
 from ..gateways.presets import PRESETS
@@ -27,6 +26,7 @@ from ..models import Gateway, Kind, Message, MessageAttempt, utcnow
 from ..state import get_state
 from ..text.phone import normalize_phone
 from . import bp
+from .balance_form import ERROR_KEYS as BALANCE_ERRORS
 from .gateway_forms import (
     SAMPLE_MESSAGE,
     SAMPLE_PHONE,
@@ -41,6 +41,8 @@ from .gateway_forms import (
     submitted_data,
 )
 from .gateway_test_panel import REFRESH_SECONDS, TEST_EXPIRES, GatewayTestPanel, panel_for
+from .hook_form import ERROR_KEYS as HOOK_ERRORS
+from .webhooks import hook_urls
 
 TEST_MESSAGE = "Test message from the SMS admin: this gateway works."
 
@@ -85,6 +87,8 @@ def _page(
         "sample_message",
         *LIMIT_FIELDS,
         *form.layout,
+        *BALANCE_ERRORS,
+        *HOOK_ERRORS,
     }
     test = test or panel_for(gateway)
     refresh = test is not None and test.refresh
@@ -105,6 +109,7 @@ def _page(
         test=test,
         refresh_seconds=REFRESH_SECONDS,
         test_form=ActionForm(formdata=None),
+        hook_urls=hook_urls(gateway) if gateway else [],
     )
     # An explicit target: refreshing a URL with a #fragment is only a jump within the page.
     headers = {"Refresh": f"{REFRESH_SECONDS}; url={request.full_path}"} if refresh else {}
@@ -139,7 +144,6 @@ def gateways() -> str:
         health={gateway_id: describe(view) for gateway_id, view in views.items()},
         type_labels=TYPE_LABELS,
         presets=PRESETS,
-        reports_balance=reports_balance,
         moved=_moved(),
     )
 
@@ -161,30 +165,6 @@ def gateway_toggle(gateway_id: int) -> ResponseReturnValue:
     gateway.enabled = not gateway.enabled
     get_state().session.commit()
     flash(f"{gateway.name} {'enabled' if gateway.enabled else 'disabled'}.", "ok")
-    return redirect(url_for(".gateways"), 303)
-
-
-def reports_balance(kind: str) -> bool:
-    """Whether gateways of this type can tell their balance: their driver asks the provider
-    (the base driver's answer is only "this type does not report a balance")."""
-    driver = DRIVERS.get(kind)
-    return driver is not None and driver.check_balance is not Driver.check_balance
-
-
-@bp.post("/gateways/<int:gateway_id>/balance")
-def gateway_balance(gateway_id: int) -> ResponseReturnValue:
-    """Ask the provider for the balance now (the list shows the last answer)."""
-    check_action()
-    gateway = _gateway(gateway_id)
-    if not reports_balance(gateway.type):
-        label = TYPE_LABELS.get(gateway.type, gateway.type)
-        flash(f"{gateway.name}: {label} gateways do not report a balance.", "error")
-        return redirect(url_for(".gateways"), 303)
-    refresh_balance(get_state(), gateway)
-    if gateway.balance is None:
-        flash(f"{gateway.name}: no balance. {gateway.balance_error}", "error")
-    else:
-        flash(f"{gateway.name}: balance {gateway.balance.normalize():f}.", "ok")
     return redirect(url_for(".gateways"), 303)
 
 

@@ -41,6 +41,7 @@ KIND_LABELS = {
     Kind.VOUCHER: "Voucher",
     Kind.CAMPAIGN: "Campaign",
     Kind.TEST: "Test",
+    Kind.NOTICE: "Notice",
 }
 """How pages name message types ("OTP", which capitalising the stored value would not give)."""
 
@@ -60,6 +61,8 @@ EXPORT_COLUMNS = (
     "last_error",
     "customer",
     "sent_by",
+    "delivered_utc",
+    "error_code",
 )
 
 
@@ -99,6 +102,9 @@ def _rows_query(flt: LogFilter) -> Select[*tuple[Any, ...]]:
         Message.segments,
         Message.location,
         Message.gateway_id,
+        Message.delivered_at,
+        Message.failed_at,
+        Message.error_code,
     ).where(*flt.conditions())
 
 
@@ -246,6 +252,8 @@ def logs_export() -> Response:
                         neutralise(row.last_error),
                         neutralise(row.customer_ref),
                         neutralise(row.sent_by),
+                        _iso(row.delivered_at),
+                        neutralise(row.error_code),
                     ]
                 )
             yield buffer.getvalue()

@@ -8,12 +8,17 @@ a gateway, a CSV import), so the list can be audited and a START reply undoes on
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import IO
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..errors import PhoneNumberError
 from ..models import OptOut, utcnow
+from ..text.phone import normalize_phone
 
 MAX_NOTE = 200
 
@@ -96,3 +101,127 @@ def handle_reply(session: Session, phone: str, text: str, *, gateway_id: int | N
     if word in START_WORDS and remove(session, phone, only_source=Source.STOP):
         return "opted_in"
     return None
+
+
+MAX_IMPORT_LINES = 200_000
+"""Longest CSV import accepted, in lines."""
+IMPORT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What a CSV import did: numbers added, numbers already listed (or repeated in the file),
+    and the lines refused as ``(line number, problem)``."""
+
+    added: int
+    already: int
+    invalid: list[tuple[int, str]]
+
+
+def _phone_column(header: list[str]) -> int | None:
+    """The column of a header row (the one named ``phone``, else the first when it holds a
+    word without digits, like ``number``); None when the row is data."""
+    names = [cell.strip().lower() for cell in header]
+    if "phone" in names:
+        return names.index("phone")
+    first = names[0] if names else ""
+    is_word = any(ch.isalpha() for ch in first) and not any(ch.isdigit() for ch in first)
+    return 0 if is_word else None
+
+
+def import_csv(
+    session: Session,
+    stream: IO[str],
+    *,
+    default_region: str | None,
+    source: Source | str = Source.IMPORT,
+) -> ImportResult:
+    """Add every number of a CSV file (its ``phone`` column, else its first) in the caller's
+    transaction: a chunk of numbers costs one query and one insert."""
+    reader = csv.reader(stream)
+    added = already = 0
+    invalid: list[tuple[int, str]] = []
+    column = 0
+    pending: dict[str, int] = {}
+
+    def flush() -> None:
+        nonlocal added, already
+        listed = opted_out_among(session, list(pending))
+        fresh = [phone for phone in pending if phone not in listed]
+        now = utcnow()
+        session.add_all(
+            OptOut(phone=phone, source=Source(source), note="", created_at=now) for phone in fresh
+        )
+        session.flush()
+        added += len(fresh)
+        already += len(listed)
+        pending.clear()
+
+    try:
+        for row in reader:
+            line = reader.line_num
+            if line > MAX_IMPORT_LINES:
+                invalid.append((line, f"Only the first {MAX_IMPORT_LINES:,} lines are read."))
+                break
+            if line == 1:
+                header = _phone_column(row)
+                if header is not None:
+                    column = header
+                    continue
+            cell = row[column].strip() if len(row) > column else ""
+            if not cell:
+                if any(c.strip() for c in row):
+                    invalid.append((line, "No phone number in this line."))
+                continue
+            try:
+                phone = normalize_phone(cell, default_region=default_region, allow_fixed_line=True)
+            except PhoneNumberError as exc:
+                invalid.append((line, f"{cell[:40]}: {exc}"))
+                continue
+            if phone in pending:
+                already += 1
+                continue
+            pending[phone] = line
+            if len(pending) >= IMPORT_CHUNK:
+                flush()
+    except (csv.Error, UnicodeDecodeError) as exc:
+        invalid.append((reader.line_num, f"The file cannot be read as CSV text: {exc}."))
+    if pending:
+        flush()
+    return ImportResult(added, already, invalid)
+
+
+@dataclass(frozen=True)
+class OptOutPage:
+    """One page of the list, newest first."""
+
+    items: list[OptOut]
+    total: int
+    page: int
+    pages: int
+
+
+def page(session: Session, *, search: str = "", page: int = 1, per_page: int = 50) -> OptOutPage:
+    """Entries whose number contains the digits of ``search`` (or whose source or note
+    contains it), newest first."""
+    query = select(OptOut)
+    text = search.strip()[:64]
+    if text:
+        digits = "".join(ch for ch in text if ch.isdigit())
+        like = f"%{text}%"
+        clauses = [OptOut.source == text.lower(), OptOut.note.ilike(like)]
+        if digits:
+            clauses.append(OptOut.phone.like(f"%{digits}%"))
+        query = query.where(or_(*clauses))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    per_page = max(1, min(per_page, 500))
+    pages = max(1, -(-total // per_page))
+    page = max(1, min(page, pages))
+    items = list(
+        session.scalars(
+            query.order_by(OptOut.created_at.desc(), OptOut.phone)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
+    return OptOutPage(items, total, page, pages)

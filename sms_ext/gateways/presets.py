@@ -21,6 +21,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "success_response": '"accepted":true',
             "headers": [],
         },
+        "balance": {
+            "url": "https://platform.clickatell.com/v1/balance",
+            "method": "GET",
+            "headers": [{"name": "Authorization", "value": "{api_key}"}],
+            "field": "balance",
+        },
     },
     "burstsms": {
         "label": "BurstSMS / Transmit SMS",
@@ -31,6 +37,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "payload": "message={message}&to={phone_digits}&from={from}",
             "success_response": '"code":"SUCCESS"',
             "headers": [],
+        },
+        "balance": {
+            "url": "https://{api_key}:{api_secret}@api.transmitsms.com/get-balance.json",
+            "method": "GET",
+            "field": "balance",
         },
     },
     "vonage": {
@@ -114,4 +125,5 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
 }
-"""Preset key -> ``label`` and the custom gateway ``config`` it fills in."""
+"""Preset key -> ``label``, the custom gateway ``config`` it fills in, and the request of its
+balance check (``balance``) where the provider has a balance endpoint."""

@@ -160,10 +160,12 @@ class SMSPortalDriver(Driver):
 
     def prepare_bulk(self, batch: Sequence[OutgoingSMS]) -> PreparedCall:
         """The bulk request for ``batch``, before the bearer token is added at send time."""
-        document = {
-            "sendOptions": {"testMode": False},
-            "messages": [{"content": sms.body, "destination": sms.phone_digits} for sms in batch],
-        }
+        # customerId: a bulk send shares one eventId, so receipts find a message by its own id.
+        messages = [
+            {"content": sms.body, "destination": sms.phone_digits, "customerId": sms.reference}
+            for sms in batch
+        ]
+        document = {"sendOptions": {"testMode": False}, "messages": messages}
         return PreparedCall(
             method="POST",
             url=f"{self._base_url}/BulkMessages",

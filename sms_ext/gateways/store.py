@@ -9,6 +9,7 @@ secret can never be redirected to another host. A preview never uses stored secr
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from ..checks import text_problem
 from ..errors import GatewayConfigError
 from ..models import Gateway
-from . import Driver, OutgoingSMS, driver_class
+from . import Driver, OutgoingSMS, balance_checks, driver_class, hook_fields
 from .egress import literal_refusal
 from .entries import text_errors, whole_number
 from .fields import boolean
@@ -237,6 +238,15 @@ def _check(
         for name, label in URL_FIELDS.items():
             if name in driver.fields and (problem := literal_refusal(str(config.get(name)), label)):
                 errors[name] = problem
+    common["balance_check"] = balance_checks.entry(
+        data,
+        driver.kind,
+        gateway.balance_check if gateway is not None else None,
+        errors,
+        keeps_stored_secrets=bool(blanks) and not why,
+        deny_private=deny_private,
+    )
+    common["hooks"] = hook_fields.entry(data, driver.kind, errors)
     if errors:
         raise GatewayConfigError(errors)
     return _Checked(common, driver, config)
@@ -259,11 +269,17 @@ def _write(session: Session, vault: Vault, checked: _Checked, gateway: Gateway |
     gateway.locations = common["locations"]
     gateway.max_per_second = common["max_per_second"]
     gateway.max_in_flight = common["max_in_flight"]
+    if common["balance_check"] is not None:  # an entry without one keeps the stored check
+        gateway.balance_check = common["balance_check"]
     gateway.lua_enabled = bool(config.get("lua_enabled"))
     gateway.settings = {
         k: v for k, v in config.items() if k not in driver.secret_fields and k not in COLUMN_FIELDS
     }
     gateway.secrets_sealed = vault.seal({k: config.get(k) or "" for k in driver.secret_fields})
+    if common["hooks"] is not None:
+        gateway.hooks = common["hooks"]
+    if gateway.hook_token is None:  # the secret part of its webhook URLs
+        gateway.hook_token = secrets.token_urlsafe(32)
     return gateway
 
 
@@ -346,6 +362,8 @@ def export_gateways(session: Session) -> list[dict[str, Any]]:
             "locations": list(gateway.locations or []),
             "max_per_second": gateway.max_per_second,
             "max_in_flight": gateway.max_in_flight,
+            "balance_check": dict(gateway.balance_check or {}),
+            "hooks": dict(gateway.hooks or {}),
         }
         settings = gateway_settings(gateway)
         for name in driver.fields:

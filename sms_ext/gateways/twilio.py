@@ -103,8 +103,9 @@ class TwilioDriver(Driver):
         "base_url",
         "timeout",
         "status_callback",
+        "auth_token",
     )
-    secret_fields = ("api_secret",)
+    secret_fields = ("api_secret", "auth_token")
 
     @classmethod
     def destination(cls, config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -125,6 +126,9 @@ class TwilioDriver(Driver):
             "timeout": fields.timeout(config, errors),
             "status_callback": _status_callback(config, errors),
         }
+        if auth_token := fields.text(config, "auth_token"):
+            # Only Twilio's webhook signatures use it: with an API key, api_secret is not it.
+            normalised["auth_token"] = auth_token
         if errors:
             raise GatewayConfigError(errors)
         return normalised
@@ -137,8 +141,10 @@ class TwilioDriver(Driver):
             form["MessagingServiceSid"] = sender
         else:
             form["From"] = sender
-        if self.config.get("status_callback"):
-            form["StatusCallback"] = self.config["status_callback"]
+        # An explicit URL wins; else our own receipt webhook, when SMS_PUBLIC_URL says where.
+        callback = self.config.get("status_callback") or self.config.get("receipt_url")
+        if callback:
+            form["StatusCallback"] = callback
         return PreparedCall(
             method="POST",
             url=self._account_url("Messages.json"),

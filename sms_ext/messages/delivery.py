@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..models import MESSAGES, Kind, Message, MessageAttempt, Status, utcnow
 from ..state import SMSState
-from . import outbox
+from . import outbox, receipts
 from .routing import Round
 
 log = logging.getLogger("sms_ext")
@@ -234,6 +234,11 @@ def settle(
             state.session.execute(
                 update(table).where(owned).values(**values, **released, **columns), params
             )
+    # Receipts that beat this record waited for it; one stored at this very moment is
+    # applied by the sweeper (see receipts.sweep_pending).
+    receipts.apply_pending_for(
+        state.session, [(e["b_id"], e["gateway_id"], e["provider_message_id"]) for e in sent]
+    )
     state.session.commit()
     return {due: (job_ids[due], ids) for due, ids in retries.items()}
 

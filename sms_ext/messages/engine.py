@@ -109,7 +109,7 @@ class Run:
         self._pools = _process_pools(self._concurrency)
         pool_size = self._concurrency + urgent_lane_size(self._concurrency)
         http = http_session(pool_size, deny_private=settings.gateway_deny_private)
-        self._drivers = Drivers(self.state.vault, http)
+        self._drivers = Drivers(self.state.vault, http, settings.public_hooks_url)
         self._health = self.state.gateway_health
         session = self.state.session
         self._gateways = list(session.scalars(Gateway.in_order()))

@@ -63,9 +63,14 @@ class Drivers:
     longer exists) gets the reason instead, which every message routed to it records.
     """
 
-    def __init__(self, vault: Vault, session: requests.Session) -> None:
+    def __init__(
+        self, vault: Vault, session: requests.Session, hooks_url: str | None = None
+    ) -> None:
         self._vault = vault
         self._session = session
+        self._hooks_url = hooks_url
+        """Public base URL of the webhooks: drivers that ask for receipts per message
+        (Twilio's ``StatusCallback``) find theirs in the config as ``receipt_url``."""
         self._built: dict[int, Driver | str] = {}
         self._lock = threading.Lock()
 
@@ -82,7 +87,10 @@ class Drivers:
 
     def _build(self, gateway: Gateway) -> Driver | str:
         try:
-            return make_driver(gateway.type, gateway_config(gateway, self._vault), self._session)
+            config = gateway_config(gateway, self._vault)
+            if self._hooks_url:
+                config["receipt_url"] = f"{self._hooks_url}/{gateway.type}/{gateway.id}"
+            return make_driver(gateway.type, config, self._session)
         except (GatewayConfigError, VaultError) as exc:
             return f"This gateway cannot be used: {exc}"
 

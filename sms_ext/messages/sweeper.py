@@ -17,9 +17,10 @@ from rq.job import Job, JobStatus
 from rq.utils import as_text
 from sqlalchemy import select
 
+from ..campaigns import runner as campaign_runner
 from ..models import Message, Status, utcnow
 from ..state import SMSState
-from . import outbox
+from . import outbox, receipts
 from .delivery import release
 
 GRACE_SECONDS = 5
@@ -112,6 +113,7 @@ def _fetch(state: SMSState, job_ids: list[str]) -> list[Job]:
 def sweep(state: SMSState) -> dict[str, int]:
     """One pass; returns how many rows were recovered and re-enqueued."""
     recovered = recover_stale_sends(state)
+    pending = receipts.sweep_pending(state.session)
     due = utcnow() - timedelta(seconds=GRACE_SECONDS)
     rows = state.session.execute(
         select(Message.id, Message.job_id, Message.kind)
@@ -135,4 +137,11 @@ def sweep(state: SMSState) -> dict[str, int]:
             batches.append((job_queue, job_id, chunk))
     state.session.commit()
     enqueued = sum(len(ids) for q, job_id, ids in batches if outbox.enqueue(q, job_id, ids))
-    return {"recovered": recovered, "enqueued": enqueued, "lost": len(lost)}
+    revived = campaign_runner.revive(state)  # campaigns whose runner was lost
+    return {
+        "recovered": recovered,
+        "enqueued": enqueued,
+        "lost": len(lost),
+        "campaigns_revived": revived,
+        "receipts_applied": pending["applied"],
+    }

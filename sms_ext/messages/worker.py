@@ -38,6 +38,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.scripts import RELEASE_LOCK_SCRIPT, acquire_or_refresh_lock
 
+from ..balance import schedule as balance_schedule
 from ..connections import database_text, redis_text
 from ..state import SMSState, connect_redis, urgent_queue_name
 from . import sweeper
@@ -277,6 +278,7 @@ class SweeperThread(threading.Thread):
                 lock = f"sms_ext:{state.settings.queue}:sweep-lock"
                 if not locked or state.redis.set(lock, "1", nx=True, ex=interval):
                     outcome = sweeper.sweep(state)
+                    balance_schedule.enqueue_due(state)  # once per period across the fleet
                     if outcome["recovered"] or outcome["enqueued"]:
                         log.info("sweeper: %s", outcome)
                 self._redis_down = False

@@ -187,8 +187,14 @@ def _missing_country_code() -> PhoneNumberError:
     )
 
 
-def _check_valid(number: phonenumbers.PhoneNumber) -> None:
-    """Length problems get specific messages first: ``is_valid_number`` alone only says no."""
+def _check_valid(number: phonenumbers.PhoneNumber) -> int:
+    """The number's type, once it is valid. Length problems get specific messages first:
+    ``is_valid_number`` alone only says no.
+
+    A number is valid exactly when phonenumbers finds it a type (``is_valid_number`` is
+    ``number_type(...) != UNKNOWN`` in its own code): asking for the type once instead of
+    both halves the work a campaign of 100,000 numbers spends here.
+    """
     reason = phonenumbers.is_possible_number_with_reason(number)
     region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     if reason in (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
@@ -197,7 +203,8 @@ def _check_valid(number: phonenumbers.PhoneNumber) -> None:
         raise _length_error("too_long", region)
     if reason == ValidationResult.INVALID_LENGTH:
         raise _length_error("invalid", region)
-    if not phonenumbers.is_valid_number(number):
+    number_type = phonenumbers.number_type(number)
+    if number_type == PhoneNumberType.UNKNOWN:
         name = _country(region)
         text = (
             gettext("This is not a valid phone number for %(country)s.", country=name)
@@ -205,6 +212,7 @@ def _check_valid(number: phonenumbers.PhoneNumber) -> None:
             else gettext("This is not a valid phone number.")
         )
         raise PhoneNumberError("invalid", text)
+    return number_type
 
 
 def _check_type(number_type: int, allow_fixed_line: bool) -> None:
@@ -245,11 +253,9 @@ def _facts(compact: str, region_hint: str | None) -> tuple[str, _Facts]:
     if known is not None:  # only an E.164 string is a key, and it parses to itself
         return compact, known
     number = _parse(compact, region_hint)
-    _check_valid(number)
+    number_type = _check_valid(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    facts = _Facts(
-        phonenumbers.region_code_for_number(number), phonenumbers.number_type(number), number
-    )
+    facts = _Facts(phonenumbers.region_code_for_number(number), number_type, number)
     with _known_lock:
         if len(_known) >= KNOWN_NUMBERS:
             del _known[next(iter(_known))]

@@ -53,7 +53,7 @@ VARIABLES: dict[str, dict[str, str]] = {
     },
     "personal": {**_GUEST, **_OPT_OUT},
     "campaign": {**_GUEST, **_OPT_OUT},
-    "notice": dict(_GUEST),
+    "notice": {**_GUEST, **_OPT_OUT},
 }
 """Per kind, the variables a template may use: name -> what it holds (shown in the editor)."""
 
