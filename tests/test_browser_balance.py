@@ -1,11 +1,10 @@
 """A balance check in a real Chromium: configure it on a custom gateway, run it with "Check
 now" (mouse, then keyboard), see the history chart, its table and the low-balance banner, on a
-desktop and on a phone-sized screen. Screenshots land in ``/tmp/shots_balance/``."""
+desktop and on a phone-sized screen. Screenshots land in ``tests/artifacts/balance-*.png``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -13,6 +12,7 @@ from sqlalchemy import select
 
 from sms_ext import Gateway
 from tests.balance_servers import BalanceProvider, provider_server
+from tests.browser import ARTIFACTS, screenshot
 from tests.live_portal import log_in
 from tests.test_browser_admin import (  # noqa: F401  (fixtures)
     LivePortal,
@@ -22,17 +22,10 @@ from tests.test_browser_admin import (  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path("/tmp/shots_balance")
-
 
 @pytest.fixture
 def provider() -> Iterator[BalanceProvider]:
     yield from provider_server()
-
-
-def shot(page: Page, name: str, backend: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SHOTS / f"{name}-{backend}.png", full_page=True)
 
 
 def test_configure_check_see_history_and_banner(
@@ -85,7 +78,7 @@ def test_configure_check_see_history_and_banner(
     expect(page.locator("#balance table")).to_contain_text("30.5 USD")
     expect(page.locator("#balance table")).to_contain_text("120 USD")
     page.locator("#balance").scroll_into_view_if_needed()
-    shot(page, "gateway-page-desktop", backend)
+    screenshot(page, f"balance-gateway-page-desktop-{backend}")
 
     provider.say("<html>down</html>", content_type="text/html")
     page.get_by_role("button", name="Check now").click()
@@ -95,11 +88,11 @@ def test_configure_check_see_history_and_banner(
     page.goto(f"{base}/sms/admin/")
     expect(page.locator(".balance-alert")).to_contain_text("below its minimum")
     page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "dashboard-banner-phone", backend)
+    screenshot(page, f"balance-dashboard-banner-phone-{backend}")
     page.goto(f"{base}/sms/admin/gateways/{gateway.id}/#balance")
     expect(chart).to_be_visible()
     box = chart.bounding_box()
     assert box is not None and box["width"] <= 390
-    shot(page, "gateway-page-phone", backend)
+    screenshot(page, f"balance-gateway-page-phone-{backend}")
     page.locator("#balance summary").click()
-    page.locator("#balance").screenshot(path=SHOTS / f"balance-section-phone-{backend}.png")
+    page.locator("#balance").screenshot(path=ARTIFACTS / f"balance-section-phone-{backend}.png")

@@ -6,7 +6,7 @@ The admin creates a campaign from a stored template for the portal's guests, pre
 a test, schedules it 20 seconds ahead in the venue's timezone and watches the progress page
 (which reloads itself) until it is done; every consenting guest gets exactly one SMS, the
 opted-out and the non-consenting none. Then a keyboard-only pass saves a draft on a phone-sized
-screen. Screenshots: /tmp/shots_campaigns/<backend>-*.png at 1280 and 390 px wide.
+screen. Screenshots: tests/artifacts/campaign-<backend>-*.png at 1280 and 390 px wide.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,6 +25,7 @@ from portal.extensions import db, sms
 from portal.models import Guest, GuestSession, Location
 from sms_ext import MessageTemplate
 from sms_ext.models import utcnow
+from tests.browser import screenshot
 from tests.helpers import custom_gateway
 from tests.live_portal import log_in
 from tests.simulator import GatewaySimulator
@@ -38,7 +38,6 @@ from tests.test_browser_admin import (  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path("/tmp/shots_campaigns")
 ZONE = "Europe/Madrid"
 PHONE_SIZE = {"width": 390, "height": 844}
 CONSENTING = {"+34612345601": "Ana", "+34612345602": "Luis", "+34612345603": "Marta"}
@@ -55,11 +54,6 @@ def simulator() -> Iterator[GatewaySimulator]:
     """The gateway simulator answering every request after 100 ms, like a real provider."""
     with GatewaySimulator(latency=0.1) as sim:
         yield sim
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
 def seed(app: Flask, simulator: GatewaySimulator) -> None:
@@ -157,7 +151,7 @@ def test_campaign_from_template_to_done(
         "free dessert at Harbour Café this weekend. Reply STOP to opt out"
     )
     assert "+346123456" not in page.locator("#preview-panel").inner_text()  # masked numbers
-    shot(page, f"{backend}-1-preview-1280")
+    screenshot(page, f"campaign-{backend}-1-preview-1280")
 
     # -- the script refreshes the panel while the admin types ------------------------------
     page.get_by_label("Allowed regions").fill("GB")
@@ -186,7 +180,7 @@ def test_campaign_from_template_to_done(
         f"{start:%Y-%m-%d %H:%M:%S} ({ZONE}, UTC"
     )
     expect(page.locator('meta[http-equiv="refresh"]')).to_have_count(1)
-    shot(page, f"{backend}-2-scheduled-1280")
+    screenshot(page, f"campaign-{backend}-2-scheduled-1280")
 
     # -- the page reloads itself until the campaign is done --------------------------------
     expect(page.locator("#campaign-status")).to_have_text("Done", timeout=DONE_WITHIN_MS)
@@ -209,21 +203,21 @@ def test_campaign_from_template_to_done(
         for r in simulator.requests_for("custom")
         if r.json["to"] in CONSENTING
     )
-    shot(page, f"{backend}-3-done-1280")
+    screenshot(page, f"campaign-{backend}-3-done-1280")
     page.set_viewport_size(PHONE_SIZE)
-    shot(page, f"{backend}-4-done-390")
+    screenshot(page, f"campaign-{backend}-4-done-390")
 
     page.get_by_role("link", name="All campaigns").click()
     expect(page.locator("#campaign-table tbody tr")).to_have_count(1)
     expect(page.locator("#campaign-table tbody tr")).to_contain_text("Done")
-    shot(page, f"{backend}-5-list-390")
+    screenshot(page, f"campaign-{backend}-5-list-390")
     page.get_by_role("link", name="Opt-outs", exact=True).click()
     expect(page.locator("#opt-out-table tbody tr")).to_contain_text(
         "+34 61 \u2022\u2022\u2022 5605"
     )
-    shot(page, f"{backend}-6-opt-outs-390")
+    screenshot(page, f"campaign-{backend}-6-opt-outs-390")
     page.set_viewport_size(DESKTOP["viewport"])
-    shot(page, f"{backend}-7-opt-outs-1280")
+    screenshot(page, f"campaign-{backend}-7-opt-outs-1280")
 
     # -- keyboard only, on a phone-sized screen: a draft from the template -------------------
     page.set_viewport_size(PHONE_SIZE)
@@ -238,10 +232,10 @@ def test_campaign_from_template_to_done(
     tab_to(page, 'button[value="preview"]')
     page.keyboard.press("Enter")
     expect_preview(page, "3", {"opted_out": "1", "no_consent": "1"})
-    shot(page, f"{backend}-8-keyboard-preview-390")
+    screenshot(page, f"campaign-{backend}-8-keyboard-preview-390")
     page.locator("body").focus()
     tab_to(page, 'button[value="save"]')
     page.keyboard.press("Enter")
     expect(page.locator(".flash.ok")).to_have_text("Campaign Keyboard promo saved as a draft.")
     expect(page.locator("#campaign-status")).to_have_text("Draft")
-    shot(page, f"{backend}-9-keyboard-draft-390")
+    screenshot(page, f"campaign-{backend}-9-keyboard-draft-390")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +26,7 @@ from sms_ext import SMS, CampaignSpec, Message, Status
 from sms_ext.models import Campaign
 from tests.campaign_app import ListSource, expected
 from tests.conftest import TEST_KEY
-from tests.helpers import ROOT, custom_gateway
+from tests.helpers import custom_gateway
 from tests.simulator import GatewaySimulator
 from tests.test_worker_faults import Spawned, stop_gracefully, wait_for
 
@@ -57,17 +55,7 @@ def spawn(tmp_path: Path, service_urls: tuple[str, str]) -> Iterator[Callable[..
             "CAMPAIGN_AUDIENCE": str(size),
             "CAMPAIGN_SLOW": str(slow),
         }
-        app = "tests.campaign_app:create_app()"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", app, "sms", "worker"],
-                cwd=ROOT,
-                env=environment,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(Spawned(process, log))
+        started.append(Spawned.worker(log, environment, "tests.campaign_app:create_app()"))
         return started[-1]
 
     yield start

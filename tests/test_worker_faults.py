@@ -53,13 +53,25 @@ class Spawned:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    @classmethod
+    def worker(cls, log: Path, environment: dict[str, str], app: str, *args: str) -> Spawned:
+        """``flask --app APP sms worker ARGS`` in a process group of its own, output to
+        ``log`` (a file, not a pipe nobody reads: a full pipe would block the worker)."""
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", app, "sms", "worker", *args],
+                cwd=ROOT,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(process, log)
+
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
-    """Start worker processes of the demo portal; whatever is left is SIGKILLed at the end.
-
-    Output goes to a file, not a pipe nobody reads (a full pipe would block the worker).
-    """
+    """Start worker processes of the demo portal; whatever is left is SIGKILLed at the end."""
     started: list[Spawned] = []
 
     def start(database_url: str, redis_url: str, *args: str, **env: str) -> Spawned:
@@ -72,16 +84,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
             "FLASK_SMS_RETRY_BASE_SECONDS": "1",
             **{f"FLASK_SMS_{name.upper()}": value for name, value in env.items()},
         }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "wsgi", "sms", "worker", *args],
-                cwd=ROOT,
-                env=environment,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(Spawned(process, log))
+        started.append(Spawned.worker(log, environment, "wsgi", *args))
         return started[-1]
 
     yield start

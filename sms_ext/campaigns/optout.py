@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ARRAY, String, any_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import PhoneNumberError
@@ -83,10 +83,18 @@ def remove(session: Session, phone: str, *, only_source: Source | str | None = N
 
 
 def opted_out_among(session: Session, phones: list[str]) -> set[str]:
-    """Which of ``phones`` are on the list: one query for a chunk of a campaign's audience."""
+    """Which of ``phones`` are on the list: one query for a chunk of a campaign's audience.
+
+    PostgreSQL gets the chunk as one array (``= ANY(:phones)``): an ``IN`` of 2,000
+    placeholders costs the driver more to build than the database to answer.
+    """
     if not phones:
         return set()
-    return set(session.scalars(select(OptOut.phone).where(OptOut.phone.in_(phones))))
+    if session.get_bind().dialect.name == "postgresql":
+        condition = OptOut.phone == any_(bindparam("phones", phones, type_=ARRAY(String)))
+    else:
+        condition = OptOut.phone.in_(phones)
+    return set(session.scalars(select(OptOut.phone).where(condition)))
 
 
 def handle_reply(session: Session, phone: str, text: str, *, gateway_id: int | None) -> str | None:
