@@ -62,6 +62,12 @@ def lazy_current_user() -> dict[str, Any]:
     return {"current_user": current_user}
 
 
+@sms.admin_name
+def admin_username() -> str | None:
+    """The logged-in admin's username, recorded on the test messages and campaigns they send."""
+    return current_user.username if current_user.is_authenticated else None
+
+
 @sms.admin_check
 def admins_only() -> bool | ResponseReturnValue:
     """Logged-in portal admins may use the SMS admin; others are sent to the login page."""

@@ -79,6 +79,13 @@ class SMS:
         self._registrations.admin_callback = callback
         return callback
 
+    def admin_name(self, callback: Callable[[], str | None]) -> Callable[[], str | None]:
+        """Register who the current admin is (decorator): the name is recorded as the sender
+        of test messages and the creator of campaigns made on the admin pages, so the SMS log
+        says who sent what. Without one those fields stay empty."""
+        self._registrations.admin_name = callback
+        return callback
+
     def admin_page(self, endpoint: str, label: str) -> None:
         """Show a host page in the admin menu, after the extension's own areas.
 

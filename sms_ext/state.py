@@ -44,6 +44,8 @@ class Registrations:
     read by the admin and OTP hooks without reaching back to the extension object."""
 
     admin_callback: Callable[[], bool | ResponseReturnValue] | None = None
+    admin_name: Callable[[], str | None] | None = None
+    """Who the admin at the keyboard is (``@sms.admin_name``), recorded on what they send."""
     protected: dict[str, Protection] = field(default_factory=dict)
     """Splash blueprints with the code step, by blueprint name."""
     admin_pages: list[tuple[str, str]] = field(default_factory=list)

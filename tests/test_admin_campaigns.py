@@ -302,6 +302,22 @@ def test_test_send_goes_to_one_number(
     assert campaigns(app) == []
 
 
+def test_the_admins_name_is_recorded_on_what_they_create_and_send(
+    app: Flask, sms: SMS, admin: FlaskClient, simulator: GatewaySimulator
+) -> None:
+    sms.admin_name(lambda: "ann")
+    with app.app_context():
+        custom_gateway(app, simulator, "main")
+    admin.post(f"{URL}new", data=form(action="test", test_phone="+44 7911 123999"))
+    admin.post(f"{URL}new", data=form(action="save"))
+    (campaign,) = campaigns(app)
+    assert campaign.created_by == "ann"
+    assert "<dt>Created by</dt><dd>ann</dd>" in text(admin.get(f"{URL}{campaign.id}"))
+    with app.app_context():
+        (message,) = app.extensions["sms"].session.scalars(select(Message)).all()
+        assert message.sent_by == "ann"
+
+
 @pytest.mark.parametrize("path", ["999999", "abc", "99999999999999999999"])
 def test_unknown_campaigns_and_actions_are_404(admin: FlaskClient, path: str) -> None:
     for url in (f"{URL}{path}", f"{URL}{path}/edit", f"{URL}{path}/cancel"):

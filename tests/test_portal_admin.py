@@ -10,6 +10,9 @@ from sqlalchemy import select
 from portal.cli import create_admin_command
 from portal.extensions import db
 from portal.models import Admin
+from sms_ext import Message
+from tests.helpers import custom_gateway
+from tests.simulator import GatewaySimulator
 
 
 def add_admin(app: Flask, username: str = "ops", password: str = "correct horse battery") -> None:
@@ -41,6 +44,21 @@ def test_login_then_admin_then_logout(portal_app: Flask) -> None:
     assert client.get("/sms/admin/").status_code == 200
     assert client.post("/admin/logout").status_code == 302
     assert client.get("/sms/admin/").status_code == 302
+
+
+def test_a_gateway_test_records_which_admin_sent_it(
+    portal_app: Flask, simulator: GatewaySimulator
+) -> None:
+    add_admin(portal_app)
+    with portal_app.app_context():
+        gateway_id = custom_gateway(portal_app, simulator, "main").id
+    client = portal_app.test_client()
+    client.post("/admin/login", data={"username": "ops", "password": "correct horse battery"})
+    sent = client.post(f"/sms/admin/gateways/{gateway_id}/test", data={"phone": "+27831234567"})
+    assert sent.status_code == 303
+    with portal_app.app_context():
+        (message,) = db.session.scalars(select(Message)).all()
+        assert (message.kind, message.sent_by) == ("test", "ops")
 
 
 def test_wrong_password_and_bad_input(portal_app: Flask) -> None:

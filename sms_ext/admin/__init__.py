@@ -45,6 +45,14 @@ def require_admin() -> ResponseReturnValue | None:
     return None
 
 
+def acting_admin() -> str | None:
+    """The name the host gives the admin making this request (``@sms.admin_name``), cut to
+    what the ``sent_by``/``created_by`` columns hold; None without a callback."""
+    name = get_state().registrations.admin_name
+    who = name() if name is not None else None
+    return str(who)[:120] if who else None
+
+
 # Each area registers its routes on import.
 from . import (  # noqa: E402,F401
     balance,

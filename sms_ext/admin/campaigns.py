@@ -27,7 +27,7 @@ from ..messages import template_store
 from ..models import Campaign
 from ..state import get_state
 from ..text.templates import VARIABLES
-from . import bp
+from . import acting_admin, bp
 from .campaign_forms import PURPOSE_RULES, PURPOSES, CampaignForm, fill, read
 from .gateway_forms import check_action, check_csrf
 from .logs import mask_phone, show_full_numbers
@@ -163,7 +163,11 @@ def _submit(form: CampaignForm, campaign: Campaign | None) -> ResponseReturnValu
     campaigns = _campaigns()
     session = get_state().session
     try:
-        saved = campaigns.create(spec) if campaign is None else campaigns.update(campaign.id, spec)
+        saved = (
+            campaigns.create(spec, created_by=acting_admin())
+            if campaign is None
+            else campaigns.update(campaign.id, spec)
+        )
         if action == "start" and spec.start_at is None:  # with a start, saving schedules it
             saved = campaigns.start(saved.id)
     except CampaignError as exc:
@@ -189,7 +193,7 @@ def _test_send(
             preview=preview,
         )
     try:
-        message = _campaigns().test_send(spec, raw)
+        message = _campaigns().test_send(spec, raw, sent_by=acting_admin())
     except PhoneNumberError as exc:
         return _editor(form, campaign, status=400, errors={"test_phone": str(exc)}, preview=preview)
     except (CampaignError, MessageError) as exc:

@@ -25,7 +25,7 @@ from ..messages import outbox
 from ..models import Gateway, Kind, Message, MessageAttempt, utcnow
 from ..state import get_state
 from ..text.phone import normalize_phone
-from . import bp
+from . import acting_admin, bp
 from .balance_form import ERROR_KEYS as BALANCE_ERRORS
 from .gateway_forms import (
     SAMPLE_MESSAGE,
@@ -310,6 +310,7 @@ def gateway_test(gateway_id: int) -> ResponseReturnValue:
             kind=Kind.TEST,
             gateway=gateway,
             expires_at=utcnow() + TEST_EXPIRES,
+            sent_by=acting_admin(),
         )
         message = outbox.queue_one(state, row, commit=True)
     except (PhoneNumberError, MessageError) as exc:
