@@ -16,7 +16,7 @@ import phonenumbers
 import pytest
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 
-from sms_ext.text import phone
+from sms_ext.text import number_types, phone
 from sms_ext.text.phone import PhoneNumberError, normalize_phone
 
 _TYPES = [
@@ -89,7 +89,7 @@ def _mismatches(numbers: Iterable[phonenumbers.PhoneNumber]) -> tuple[int, list[
     for number in numbers:
         count += 1
         expected = (phonenumbers.region_code_for_number(number), phonenumbers.number_type(number))
-        ours = phone._region_and_type(number)
+        ours = number_types.region_and_type(number)
         if ours != expected:
             e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
             wrong.append(f"{e164}: ours {ours}, phonenumbers {expected}")
@@ -217,8 +217,8 @@ def test_random_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
             return table.get(region_code, default)
 
         monkeypatch.setattr(PhoneMetadata, "metadata_for_region", classmethod(metadata_for_region))
-        monkeypatch.setattr(phone, "_calling_codes", {})
-        monkeypatch.setattr(phone, "_typers", {})
+        monkeypatch.setattr(number_types, "_calling_codes", {})
+        monkeypatch.setattr(number_types, "_typers", {})
         numbers = [
             phonenumbers.PhoneNumber(country_code=code, national_number=national)
             for code in (999, 998)
@@ -258,7 +258,7 @@ def test_shared_calling_code_regions_are_told_apart() -> None:
     cases["+999123456"] = (None, PhoneNumberType.UNKNOWN)  # no such calling code
     for text, expected in cases.items():
         number = numbers[text]
-        assert phone._region_and_type(number) == expected, text
+        assert number_types.region_and_type(number) == expected, text
         assert expected == (
             phonenumbers.region_code_for_number(number),
             phonenumbers.number_type(number),
@@ -267,12 +267,12 @@ def test_shared_calling_code_regions_are_told_apart() -> None:
 
 def test_metadata_is_compiled_once() -> None:
     number = phonenumbers.parse("+447400123456")
-    phone._region_and_type(number)
-    entry = phone._calling_codes[44]
-    typers = dict(phone._typers)
-    phone._region_and_type(number)
-    assert phone._calling_codes[44] is entry
-    assert phone._typers == typers
+    number_types.region_and_type(number)
+    entry = number_types._calling_codes[44]
+    typers = dict(number_types._typers)
+    number_types.region_and_type(number)
+    assert number_types._calling_codes[44] is entry
+    assert number_types._typers == typers
 
 
 @pytest.mark.parametrize(
