@@ -42,11 +42,13 @@ class PortalAudience:
     def locations(self) -> Sequence[AudienceLocation]:
         """Every venue by name: its slug is the location key the gateways are tied to."""
         rows = self._db.session.execute(
-            select(Location.slug, Location.name, Location.timezone).order_by(
+            select(Location.slug, Location.name, Location.timezone, Location.region).order_by(
                 Location.name, Location.id
             )
         )
-        return [AudienceLocation(row.slug, row.name, row.timezone or "UTC") for row in rows]
+        return [
+            AudienceLocation(row.slug, row.name, row.timezone or "UTC", row.region) for row in rows
+        ]
 
     def recipients(self, query: AudienceQuery) -> Iterator[Recipient]:
         """Guests matching ``query``, streamed; a pasted list is looked up in slices."""

@@ -22,8 +22,8 @@ from tests.simulator import GatewaySimulator
 
 URL = "/sms/admin/campaigns/"
 LOCATIONS = [
-    AudienceLocation("harbour", "Harbour Café", "Europe/London"),
-    AudienceLocation("airport", "Airport Lounge", "Europe/Madrid"),
+    AudienceLocation("harbour", "Harbour Café", "Europe/London", "GB"),
+    AudienceLocation("airport", "Airport Lounge", "Europe/Madrid", "ES"),
 ]
 PEOPLE = [
     Recipient("+447911120001", "Ann", "en", "harbour", marketing_consent=True, customer="g:1"),
@@ -300,6 +300,24 @@ def test_test_send_goes_to_one_number(
         assert message.to == "+447911123999" and message.campaign_id is None
         assert message.body.startswith("Hi ") and "Reply STOP to opt out" in message.body
     assert campaigns(app) == []
+
+
+def test_a_national_test_number_is_read_in_the_region_of_the_chosen_locations(
+    app: Flask, admin: FlaskClient, simulator: GatewaySimulator
+) -> None:
+    with app.app_context():
+        custom_gateway(app, simulator, "main")
+    local = admin.post(
+        f"{URL}new", data=form(action="test", test_phone="07911 123999", locations=["harbour"])
+    )
+    assert local.status_code == 200, text(local)
+    # Two locations in two countries: no guess, the admin is asked for the country code.
+    both = admin.post(f"{URL}new", data=form(action="test", test_phone="07911 123998"))
+    assert both.status_code == 400
+    assert "Please include your country code" in text(both)
+    with app.app_context():
+        sent = app.extensions["sms"].session.scalars(select(Message.to)).all()
+    assert sent == ["+447911123999"]
 
 
 def test_the_admins_name_is_recorded_on_what_they_create_and_send(

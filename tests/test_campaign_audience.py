@@ -66,12 +66,12 @@ def found(app: Flask, **query: object) -> dict[str, Recipient]:
         return {r.phone: r for r in source.recipients(AudienceQuery(**query))}  # type: ignore[arg-type]
 
 
-def test_locations_by_name_with_their_timezone(portal_app: Flask) -> None:
+def test_locations_by_name_with_their_timezone_and_region(portal_app: Flask) -> None:
     seed(portal_app)
     with portal_app.app_context():
         assert PortalAudience(db).locations() == [
-            AudienceLocation("airport", "Airport Lounge", "Europe/Madrid"),
-            AudienceLocation("harbour", "Harbour Café", "Europe/London"),
+            AudienceLocation("airport", "Airport Lounge", "Europe/Madrid", "ES"),
+            AudienceLocation("harbour", "Harbour Café", "Europe/London", "GB"),
         ]
 
 

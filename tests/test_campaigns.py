@@ -13,9 +13,10 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
 from sms_ext import SMS, CampaignError, CampaignSpec, Kind, Message, PhoneNumberError
-from sms_ext.campaigns import Recipient, window
+from sms_ext.campaigns import AudienceLocation, Recipient, window
 from sms_ext.campaigns import preview as preview_module
 from sms_ext.campaigns.selection import REASONS
+from sms_ext.campaigns.spec import resolve_region
 from sms_ext.messages import template_store
 from sms_ext.models import utcnow
 from tests.campaign_app import ListSource, expected
@@ -248,6 +249,27 @@ def test_test_send_renders_for_the_first_recipient_and_ignores_opt_outs(
     assert empty.body == "Hi Alex at Harbour Café Main Hall! Reply STOP to opt out"  # samples
     with pytest.raises(PhoneNumberError):
         sms.campaigns.test_send(spec(), "not a number")
+
+
+@pytest.mark.parametrize(
+    ("chosen", "regions", "expected_region"),
+    [
+        (("a",), ("GB", "ES"), "GB"),  # the chosen location's region
+        ((), ("ZA", "za"), "ZA"),  # none chosen: every location shares ZA
+        ((), ("GB", "ES"), "DE"),  # two countries: no guess, SMS_DEFAULT_REGION
+        (("a", "b"), ("GB", None), "DE"),  # one location has no region
+        ((), (), "DE"),  # no locations at all
+    ],
+)
+def test_numbers_without_a_plus_are_read_in_the_locations_shared_region(
+    chosen: tuple[str, ...], regions: tuple[str | None, ...], expected_region: str
+) -> None:
+    places = [
+        AudienceLocation(key, key.upper(), "UTC", region)
+        for key, region in zip("ab", regions, strict=False)
+    ]
+    spec = CampaignSpec(name="x", purpose="notice", body="Hi", locations=chosen)
+    assert resolve_region(spec, places, "DE") == expected_region
 
 
 def test_window_is_local_time_across_clock_changes() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from wtforms import HiddenField, StringField
 
 from ..campaigns import OptOuts
+from ..campaigns.api import host_region
 from ..checks import text_problem
 from ..errors import PhoneNumberError
 from ..models import OptOut, utcnow
@@ -58,13 +59,9 @@ class ImportForm(FlaskForm):
     file = FileField("CSV file")
 
 
-def _region() -> str | None:
-    return get_state().settings.default_region
-
-
 def _normalized(raw: str) -> str:
     """E.164 of a typed number; landlines too (a STOP may come from any number)."""
-    return normalize_phone(raw, default_region=_region(), allow_fixed_line=True)
+    return normalize_phone(raw, default_region=host_region(get_state()), allow_fixed_line=True)
 
 
 def _search(raw: str, errors: list[str]) -> tuple[object | None, bool]:

@@ -25,7 +25,16 @@ from .optout import ImportResult, OptOutPage
 from .preview import Preview, SampleText
 from .progress import Progress
 from .selection import Sorter, audience
-from .spec import KIND_OF, CampaignSpec, checked, spec_of, store, to_utc
+from .spec import (
+    KIND_OF,
+    CampaignSpec,
+    checked,
+    resolve_region,
+    shared_region,
+    spec_of,
+    store,
+    to_utc,
+)
 from .texts import Texts
 
 __all__ = [
@@ -185,19 +194,26 @@ class Campaigns:
             opt_out_text=state.settings.campaign.opt_out_text,
             location_names={place.key: place.name for place in locations},
         )
-        text, location = self._first_text(state, spec, texts)
+        region = resolve_region(spec, locations, state.settings.default_region)
+        text, location = self._first_text(state, spec, texts, region)
         row = outbox.compose(
-            state, phone, text, kind=KIND_OF[spec.purpose], location=location, sent_by=sent_by
+            state,
+            phone,
+            text,
+            kind=KIND_OF[spec.purpose],
+            location=location,
+            sent_by=sent_by,
+            region=region,
         )
         return outbox.queue_one(state, row, commit=True)
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _first_text(
-        self, state: SMSState, spec: CampaignSpec, texts: Texts
+        self, state: SMSState, spec: CampaignSpec, texts: Texts, region: str | None
     ) -> tuple[str, str | None]:
-        sorter = Sorter(state.session, spec, state.settings.default_region)
-        for chunk in audience(spec, state.registrations.audience, state.settings.default_region):
+        sorter = Sorter(state.session, spec, region)
+        for chunk in audience(spec, state.registrations.audience, region):
             for phone, person in sorter.sort(chunk):
                 text = texts.render(phone, person)
                 if text:
@@ -230,13 +246,19 @@ class Campaigns:
         return campaign
 
 
+def host_region(state: SMSState) -> str | None:
+    """The region numbers without ``+`` are read in outside a campaign (the opt-out list): the
+    one region all the host's locations share, else ``SMS_DEFAULT_REGION``."""
+    source = state.registrations.audience
+    places = list(source.locations()) if source is not None else []
+    return shared_region(places, state.settings.default_region)
+
+
 class OptOuts:
     """The opt-out list (``sms.opt_outs``): numbers campaigns never reach."""
 
     def _phone(self, state: SMSState, phone: str) -> str:
-        return normalize_phone(
-            phone, default_region=state.settings.default_region, allow_fixed_line=True
-        )
+        return normalize_phone(phone, default_region=host_region(state), allow_fixed_line=True)
 
     def add(
         self, phone: str, source: str = "admin", note: str = "", *, commit: bool = True
@@ -282,7 +304,7 @@ class OptOuts:
         are reported, not raised."""
         state = get_state()
         result = optout.import_csv(
-            state.session, stream, default_region=state.settings.default_region, source=source
+            state.session, stream, default_region=host_region(state), source=source
         )
         if commit:
             state.session.commit()

@@ -18,11 +18,13 @@ from typing import Protocol
 @dataclass(frozen=True)
 class AudienceLocation:
     """A location campaigns can target: its key (as in ``sms.send(location=...)``), the name
-    admins see and the IANA timezone a schedule and sending window are read in."""
+    admins see, the IANA timezone a schedule and sending window are read in, and the region
+    (ISO code) its guests' and admins' numbers without a ``+`` are read in."""
 
     key: str
     name: str
     timezone: str = "UTC"
+    region: str | None = None
 
 
 @dataclass(frozen=True)

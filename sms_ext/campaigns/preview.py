@@ -16,7 +16,7 @@ from ..state import SMSState
 from . import window
 from .audience import AudienceLocation
 from .selection import REASONS, Sorter, audience
-from .spec import CampaignSpec, checked, to_utc
+from .spec import CampaignSpec, checked, resolve_region, to_utc
 from .texts import ENCODING_NAMES, Texts
 
 
@@ -84,13 +84,14 @@ def build(
         opt_out_text=state.settings.campaign.opt_out_text,
         location_names={place.key: place.name for place in locations},
     )
-    sorter = Sorter(session, spec, state.settings.default_region)
+    region = resolve_region(spec, locations, state.settings.default_region)
+    sorter = Sorter(session, spec, region)
     shown: list[SampleText] = []
     problems: list[str] = []
     count = total = 0
     low = high = 0
     unrenderable = checked_count = rest = 0
-    for chunk in audience(spec, state.registrations.audience, state.settings.default_region):
+    for chunk in audience(spec, state.registrations.audience, region):
         if checked_count >= EXACT_LIMIT:
             rest += len(chunk)
             continue

@@ -35,7 +35,7 @@ from ..models import MESSAGES, Campaign, Message, Status, utcnow
 from ..state import SMSState, get_state
 from . import held, optout, window
 from .selection import REASONS, Sorter, audience
-from .spec import spec_of
+from .spec import resolve_region, spec_of
 from .texts import Texts
 
 log = logging.getLogger("sms_ext")
@@ -216,14 +216,15 @@ class Tick:
         state = self.state
         source = state.registrations.audience
         spec = spec_of(campaign)
-        names = {place.key: place.name for place in (source.locations() if source else ())}
+        places = list(source.locations()) if source else []
         texts = Texts(
             self.session,
             spec,
             opt_out_text=state.settings.campaign.opt_out_text,
-            location_names=names,
+            location_names={place.key: place.name for place in places},
         )
-        sorter = Sorter(self.session, spec, state.settings.default_region)
+        region = resolve_region(spec, places, state.settings.default_region)
+        sorter = Sorter(self.session, spec, region)
         recipients, parts = self.session.execute(
             select(func.count(), func.coalesce(func.sum(Message.segments), 0)).where(
                 Message.campaign_id == campaign.id
@@ -233,7 +234,7 @@ class Tick:
         campaign.exclusions = dict.fromkeys(REASONS, 0)
         self.session.commit()
         row = held.RowMaker(state, campaign, texts)
-        for chunk in audience(spec, source, state.settings.default_region):
+        for chunk in audience(spec, source, region):
             rows = []
             for phone, person in sorter.sort(chunk):
                 made = row.make(phone, person)

@@ -7,6 +7,7 @@ always be expanded and sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +83,27 @@ def resolve_timezone(spec: CampaignSpec, locations: list[AudienceLocation]) -> s
     keys = list(spec.locations) or list(by_key)
     first = by_key.get(keys[0]) if keys and not spec.phones else None
     return first.timezone if first is not None else "UTC"
+
+
+def resolve_region(
+    spec: CampaignSpec, locations: Sequence[AudienceLocation], default: str | None
+) -> str | None:
+    """The region a campaign reads numbers without ``+`` in (pasted lists, the test number,
+    national numbers a host stores): the one region its locations (all the host's when none is
+    selected) share, else ``default`` (``SMS_DEFAULT_REGION``). Locations of several regions,
+    or one without a region, leave it to ``default``: a guess would text the wrong country."""
+    by_key = {location.key: location for location in locations}
+    chosen = [by_key[key] for key in spec.locations if key in by_key] or list(locations)
+    return shared_region(chosen, default)
+
+
+def shared_region(locations: Sequence[AudienceLocation], default: str | None) -> str | None:
+    """The one region ``locations`` share; ``default`` when they have several, or one has
+    none, or there are none."""
+    regions = {(location.region or "").upper() for location in locations}
+    if len(regions) == 1 and "" not in regions:
+        return regions.pop()
+    return default
 
 
 def to_utc(moment: datetime, timezone: str) -> datetime:

@@ -30,7 +30,7 @@ KINDS = ("otp", "voucher", "personal", "campaign", "notice")
 """What a template is for; ``otp`` is the guest's code, ``notice`` an operational message."""
 
 _GUEST = {
-    "name": "The guest's name (empty when unknown)",
+    "name": "The guest's name, empty when unknown: {{ name or 'there' }} gives a fallback",
     "phone": "The guest's phone number",
     "location": "The location's name",
     "venue": "The venue's (sender's) name",
