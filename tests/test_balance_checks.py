@@ -5,6 +5,7 @@ through a real SMTP server, the CLI, history and the admin pages."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 
 from sms_ext import SMS
 from sms_ext.balance import alerts, history, schedule
+from sms_ext.balance import mail as balance_mail
 from sms_ext.balance.run import check_now
 from sms_ext.errors import GatewayConfigError
 from sms_ext.gateways import balance_checks
@@ -529,6 +531,30 @@ def test_smtp_failure_is_retried_at_the_next_check(
     assert smtp.mailbox.subjects == ["[SMS] Venue: balance below half the minimum (10)"]
     run_scheduled(app, gateway_id)
     assert len(smtp.mailbox.subjects) == 1
+
+
+def test_an_smtp_server_that_never_answers_does_not_hold_the_worker(
+    app: Flask,
+    provider: BalanceProvider,
+    smtp: SMTPServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with app.app_context():
+        gateway_id = gateway_with_check(app, provider, minimum="50", emails="ops@example.com").id
+    provider.say('{"balance": 10}')
+    monkeypatch.setattr(balance_mail, "SMTP_TIMEOUT", 1.0)
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setattr(app.extensions["mail"], "port", silent.getsockname()[1])
+        began = time.monotonic()
+        run_scheduled(app, gateway_id)
+        took = time.monotonic() - began
+    assert took < 10, f"the check waited {took:.1f} s for a silent SMTP server"
+    assert "not emailed; will try again at the next check" in caplog.text
+    assert stored(app, gateway_id).balance_alert is None  # so the next check sends it
+    assert smtp.mailbox.emails == []
 
 
 def test_racing_workers_send_one_email_for_one_crossing(

@@ -6,8 +6,10 @@ Sent from worker jobs only: an SMTP server that is slow or down must never hold 
 
 from __future__ import annotations
 
+import smtplib
+
 from flask import Flask, current_app
-from flask_mail import Mail, Message
+from flask_mail import Connection, Mail, Message
 
 from ..gateways.balance_checks import BalanceCheck
 from ..models import Gateway
@@ -70,8 +72,31 @@ def compose(state: SMSState, gateway: Gateway, level: Level, check: BalanceCheck
     return Message(subject=subject, recipients=list(check.emails), body="\n".join(lines) + "\n")
 
 
+SMTP_TIMEOUT = 20.0
+"""Seconds an SMTP connect or answer may take. Flask-Mail sets none, so a server that accepts
+the connection and never answers would hold a worker (and the SMS it should send) forever."""
+
+
+class _TimedConnection(Connection):
+    """Flask-Mail's connection with a timeout: the same steps as its ``configure_host``
+    (SSL or plain, STARTTLS, login), each bounded by :data:`SMTP_TIMEOUT`."""
+
+    def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
+        mail = self.mail
+        kind = smtplib.SMTP_SSL if mail.use_ssl else smtplib.SMTP
+        host = kind(mail.server, mail.port, timeout=SMTP_TIMEOUT)
+        host.set_debuglevel(int(mail.debug))
+        if mail.use_tls:
+            host.starttls()
+        if mail.username and mail.password:
+            host.login(mail.username, mail.password)
+        return host
+
+
 def send(message: Message) -> None:
-    """Hand ``message`` to the SMTP server; raises on any failure (the caller retries)."""
+    """Hand ``message`` to the SMTP server through the app's Flask-Mail settings (the host's
+    instance or ours); raises on any failure or timeout (the caller retries)."""
     if not (message.sender or current_app.config.get("MAIL_DEFAULT_SENDER")):
         raise RuntimeError("MAIL_DEFAULT_SENDER is not set: alert emails need a sender.")
-    current_app.extensions["mail"].send(message)
+    with _TimedConnection(current_app.extensions["mail"]) as connection:
+        connection.send(message)
