@@ -152,9 +152,9 @@ def test_worker_killed_during_sending(
     sms.campaigns.start(campaign.id)
     wanted = expected(size, "marketing")
 
-    def midway() -> bool:
+    def midway() -> bool:  # some sent, some still held, and a batch being sent right now
         progress = sms.campaigns.progress(campaign.id)
-        return progress.sent >= 200 and progress.held > 0
+        return progress.sent >= 200 and progress.held > 0 and progress.sending > 0
 
     wait_for(midway, 60, "half-way through sending")
     kill(first)
