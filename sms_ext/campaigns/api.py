@@ -188,12 +188,7 @@ class Campaigns:
         state = get_state()
         locations = self.locations()
         checked(state.session, spec, locations)
-        texts = Texts(
-            state.session,
-            spec,
-            opt_out_text=state.settings.campaign.opt_out_text,
-            location_names={place.key: place.name for place in locations},
-        )
+        texts = Texts.of(state, spec, locations)
         region = resolve_region(spec, locations, state.settings.default_region)
         text, location = self._first_text(state, spec, texts, region)
         row = outbox.compose(

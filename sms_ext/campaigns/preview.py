@@ -78,12 +78,7 @@ def build(
         start = to_utc(spec.start_at, timezone) if spec.start_at is not None else utcnow()
     except CampaignError as exc:
         return _refused(str(exc))
-    texts = Texts(
-        session,
-        spec,
-        opt_out_text=state.settings.campaign.opt_out_text,
-        location_names={place.key: place.name for place in locations},
-    )
+    texts = Texts.of(state, spec, locations)
     region = resolve_region(spec, locations, state.settings.default_region)
     sorter = Sorter(session, spec, region)
     shown: list[SampleText] = []

@@ -217,12 +217,7 @@ class Tick:
         source = state.registrations.audience
         spec = spec_of(campaign)
         places = list(source.locations()) if source else []
-        texts = Texts(
-            self.session,
-            spec,
-            opt_out_text=state.settings.campaign.opt_out_text,
-            location_names={place.key: place.name for place in places},
-        )
+        texts = Texts.of(state, spec, places)
         region = resolve_region(spec, places, state.settings.default_region)
         sorter = Sorter(self.session, spec, region)
         recipients, parts = self.session.execute(

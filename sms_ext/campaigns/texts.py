@@ -7,8 +7,9 @@ the variables that template actually uses, and measured once per distinct text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, meta
 from sqlalchemy import select
@@ -18,8 +19,11 @@ from ..messages.template_store import fallbacks
 from ..models import MessageTemplate
 from ..text import templates
 from ..text.segments import SegmentInfo, analyze
-from .audience import Recipient
+from .audience import AudienceLocation, Recipient
 from .spec import KIND_OF, CampaignSpec, template_of
+
+if TYPE_CHECKING:
+    from ..state import SMSState
 
 CACHE_SIZE = 4096
 """Distinct rendered texts (and their measurements) kept per campaign run."""
@@ -59,6 +63,19 @@ class Texts:
         self.location_names = dict(location_names)
         self._rendered: dict[tuple[object, ...], str] = {}
         self._measured: dict[str, SegmentInfo] = {}
+
+    @classmethod
+    def of(
+        cls, state: SMSState, spec: CampaignSpec, locations: Sequence[AudienceLocation]
+    ) -> Texts:
+        """The texts of ``spec`` in ``state``'s app: its opt-out line and the host's names of
+        ``locations`` (the one way preview, test send and run build them alike)."""
+        return cls(
+            state.session,
+            spec,
+            opt_out_text=state.settings.campaign.opt_out_text,
+            location_names={place.key: place.name for place in locations},
+        )
 
     def body_for(self, language: str | None) -> str:
         """The template text in ``language`` (or its base language), else the chosen one."""
